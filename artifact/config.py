@@ -1,0 +1,384 @@
+"""The experiment config: a frozen, validated description of what to run. Loading it has no side effects.
+
+Precedence: `--set section.key=value` on the command line > the TOML file > the defaults below.
+Relative paths in a config resolve against the config file's folder; `{dataset}` stands for the
+project's `dataset/` folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from artifact.errors import ConfigError
+from artifact.paths import dataset_dir
+from artifact.toml_fields import Table, did_you_mean, read_toml
+
+CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
+ROLES = ("candidate", "baseline")
+ENGINES = ("transformers", "vllm", "auto")
+MODES = ("latency", "throughput")
+WEIGHTS = ("real", "synthetic")
+DTYPES = ("bfloat16", "float16", "float32", "auto")
+DEVICES = ("auto", "cpu", "cuda")
+_SHA = re.compile(r"^[0-9a-f]{40}$")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model: exactly one of `repo` (Hub id at a pinned `revision`), `path` or `builtin` is set."""
+
+    name: str
+    role: str
+    repo: str | None = None
+    revision: str | None = None
+    path: Path | None = None
+    builtin: str | None = None
+    weights: str = "real"
+    architecture: str | None = None
+
+    @property
+    def source_label(self) -> str:
+        if self.repo:
+            return f"{self.repo}@{self.revision}"
+        if self.path:
+            return str(self.path)
+        return f"builtin:{self.builtin}"
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    prompts: Path
+    max_new_tokens: int = 256
+    max_prompts: int = 0
+    temperature: float = 0.0
+
+
+@dataclass(frozen=True)
+class TrialSettings:
+    warmup: int = 1
+    measured: int = 3
+    modes: tuple[str, ...] = ("latency",)
+
+
+@dataclass(frozen=True)
+class TransformersSettings:
+    compile: bool = False
+
+
+@dataclass(frozen=True)
+class VLLMSettings:
+    gpu_memory_utilization: float = 0.9
+    enable_chunked_prefill: bool = True
+    tensor_parallel_size: int = 1
+    max_model_len: int = 2048
+    enforce_eager: bool = False
+    allow_reduced_max_model_len: bool = True
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    name: str = "transformers"
+    dtype: str = "bfloat16"
+    device: str = "auto"
+    transformers: TransformersSettings = field(default_factory=TransformersSettings)
+    vllm: VLLMSettings = field(default_factory=VLLMSettings)
+
+
+@dataclass(frozen=True)
+class CostSettings:
+    price_per_gpu_hour_usd: float = 2.69
+    gpu_count: int = 1
+    expected_decode_tokens_per_second: float = 30.0
+    expected_load_seconds: float = 60.0
+
+
+@dataclass(frozen=True)
+class AnalysisSettings:
+    bootstrap_resamples: int = 10_000
+    confidence: float = 0.95
+    allow_confounded: bool = False
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    name: str
+    claim: str
+    seed: int
+    smoke: bool
+    description: str
+    models: tuple[ModelSpec, ...]
+    generation: GenerationSettings
+    trials: TrialSettings
+    engine: EngineSettings
+    cost: CostSettings
+    analysis: AnalysisSettings
+    source: Path
+
+    @property
+    def candidate(self) -> ModelSpec:
+        return next(model for model in self.models if model.role == "candidate")
+
+    @property
+    def baselines(self) -> tuple[ModelSpec, ...]:
+        return tuple(model for model in self.models if model.role == "baseline")
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(asdict(self), default=str))
+
+    def fingerprint(self) -> str:
+        """Identifies what the records depend on; a resumed run must match it."""
+        payload = self.to_dict()
+        payload.pop("source", None)
+        payload.pop("cost", None)
+        payload.pop("analysis", None)
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def shipped_configs() -> list[str]:
+    return sorted(path.stem for path in CONFIGS_DIR.glob("*.toml"))
+
+
+def locate_config(name_or_path: str) -> Path:
+    """A config is a path to a TOML file or the name of one shipped in artifact/configs/."""
+    candidate = Path(name_or_path)
+    if candidate.is_file():
+        return candidate.resolve()
+    shipped = CONFIGS_DIR / f"{name_or_path.removesuffix('.toml')}.toml"
+    if shipped.is_file():
+        return shipped
+    names = shipped_configs()
+    raise ConfigError(
+        f"config {name_or_path!r}: no such file, and no shipped config of that name"
+        f"{did_you_mean(name_or_path, names)}. Shipped configs: {', '.join(names)}"
+    )
+
+
+def load_config(name_or_path: str, overrides: dict[str, str] | None = None) -> ExperimentConfig:
+    path = locate_config(name_or_path)
+    data = read_toml(path)
+    for dotted, raw in (overrides or {}).items():
+        _apply_override(data, dotted, raw, path)
+    return parse_config(data, path)
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, str]:
+    """`--set trials.measured=1` pairs; the value is parsed as TOML (so `true`, `3`, `"x"` work)."""
+    result: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {pair!r}: expected SECTION.KEY=VALUE, e.g. --set trials.measured=1")
+        result[key.strip()] = value.strip()
+    return result
+
+
+def _apply_override(data: dict[str, Any], dotted: str, raw: str, source: Path) -> None:
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw  # a bare word is taken as a string
+    parts = dotted.split(".")
+    target = data
+    for part in parts[:-1]:
+        node = target.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {dotted}: '{part}' in {source} is not a table")
+        target = node
+    target[parts[-1]] = value
+
+
+def _resolve_path(raw: str, base: Path) -> Path:
+    expanded = raw.replace("{dataset}", str(dataset_dir()))
+    path = Path(expanded).expanduser()
+    return path if path.is_absolute() else (base / path).resolve()
+
+
+def parse_config(data: dict[str, Any], source: Path) -> ExperimentConfig:
+    top = Table(data, source, "")
+    experiment = top.sub("experiment")
+    config = ExperimentConfig(
+        name=experiment.get("name", str, required=True),
+        claim=experiment.get("claim", str, "R-2"),
+        seed=experiment.get("seed", int, 1234),
+        smoke=experiment.get("smoke", bool, False),
+        description=experiment.get("description", str, ""),
+        models=_parse_models(top, source),
+        generation=_parse_generation(top.sub("generation"), source),
+        trials=_parse_trials(top.sub("trials")),
+        engine=_parse_engine(top.sub("engine")),
+        cost=_parse_cost(top.sub("cost")),
+        analysis=_parse_analysis(top.sub("analysis")),
+        source=source,
+    )
+    for table in (experiment, top):
+        table.check_no_unknown()
+    return config
+
+
+def _parse_models(top: Table, source: Path) -> tuple[ModelSpec, ...]:
+    top._read.add("models")
+    raw_models = top.data.get("models")
+    if not isinstance(raw_models, list) or not raw_models:
+        raise top.fail("models", "expected one or more [[models]] tables (one candidate, at least one baseline)")
+    models = tuple(_parse_model(Table(raw, source, f"models[{index}]"), source) for index, raw in enumerate(raw_models))
+    names = [model.name for model in models]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ConfigError(f"{source}: field 'models': duplicate model name(s) {duplicates}; names must be unique")
+    roles = [model.role for model in models]
+    if roles.count("candidate") != 1 or "baseline" not in roles:
+        raise ConfigError(
+            f"{source}: field 'models': expected exactly one model with role = \"candidate\" and at least one "
+            f"with role = \"baseline\"; got roles {roles}"
+        )
+    return models
+
+
+def _parse_model(table: Table, source: Path) -> ModelSpec:
+    repo = table.get("repo", str)
+    raw_path = table.get("path", str)
+    builtin = table.get("builtin", str)
+    given = [key for key, value in (("repo", repo), ("path", raw_path), ("builtin", builtin)) if value]
+    if len(given) != 1:
+        raise table.fail("repo", f"set exactly one of 'repo' (Hub id), 'path' (local folder) or 'builtin'; got {given or 'none'}")
+    revision = table.get("revision", str)
+    if repo and (revision is None or not _SHA.match(revision)):
+        raise table.fail(
+            "revision", f"a Hub model needs a pinned 40-hex commit SHA (not a branch like 'main'), got {revision!r}"
+        )
+    if builtin:
+        from artifact.tiny import BUILTIN_MODELS
+
+        if builtin not in BUILTIN_MODELS:
+            raise table.fail("builtin", f"expected one of {sorted(BUILTIN_MODELS)}, got {builtin!r}{did_you_mean(builtin, sorted(BUILTIN_MODELS))}")
+    spec = ModelSpec(
+        name=table.get("name", str, required=True),
+        role=table.choice("role", ROLES, required=True),
+        repo=repo,
+        revision=revision,
+        path=_resolve_path(raw_path, source.parent) if raw_path else None,
+        builtin=builtin,
+        weights=table.choice("weights", WEIGHTS, "real"),
+        architecture=table.get("architecture", str),
+    )
+    table.check_no_unknown()
+    return spec
+
+
+def _parse_generation(table: Table, source: Path) -> GenerationSettings:
+    max_new = table.positive_int("max_new_tokens", 256)
+    min_new = table.positive_int("min_new_tokens", max_new)
+    if min_new != max_new:
+        raise table.fail("min_new_tokens", f"must equal max_new_tokens ({max_new}) so every model generates the same length; got {min_new}")
+    if not table.get("ignore_eos", bool, True):
+        raise table.fail("ignore_eos", "must be true: a model that stops at EOS would look fast by generating less")
+    settings = GenerationSettings(
+        prompts=_resolve_path(table.get("prompts", str, "{dataset}/prompts_swallow_bench.jsonl"), source.parent),
+        max_new_tokens=max_new,
+        max_prompts=table.positive_int("max_prompts", 0, allow_zero=True),
+        temperature=table.get("temperature", float, 0.0),
+    )
+    if settings.temperature < 0:
+        raise table.fail("temperature", f"expected >= 0, got {settings.temperature}")
+    table.check_no_unknown()
+    return settings
+
+
+def _parse_trials(table: Table) -> TrialSettings:
+    modes = table.get("modes", list, ["latency"])
+    for mode in modes:
+        if mode not in MODES:
+            raise table.fail("modes", f"expected a list of {list(MODES)}, got {mode!r}{did_you_mean(str(mode), MODES)}")
+    if not modes:
+        raise table.fail("modes", f"expected at least one of {list(MODES)}")
+    settings = TrialSettings(
+        warmup=table.positive_int("warmup", 1, allow_zero=True),
+        measured=table.positive_int("measured", 3),
+        modes=tuple(dict.fromkeys(modes)),
+    )
+    table.check_no_unknown()
+    return settings
+
+
+def _parse_engine(table: Table) -> EngineSettings:
+    hf_table = table.sub("transformers")
+    vllm_table = table.sub("vllm")
+    settings = EngineSettings(
+        name=table.choice("name", ENGINES, "transformers"),
+        dtype=table.choice("dtype", DTYPES, "bfloat16"),
+        device=table.choice("device", DEVICES, "auto"),
+        transformers=TransformersSettings(compile=hf_table.get("compile", bool, False)),
+        vllm=VLLMSettings(
+            gpu_memory_utilization=vllm_table.get("gpu_memory_utilization", float, 0.9),
+            enable_chunked_prefill=vllm_table.get("enable_chunked_prefill", bool, True),
+            tensor_parallel_size=vllm_table.positive_int("tensor_parallel_size", 1),
+            max_model_len=vllm_table.positive_int("max_model_len", 2048),
+            enforce_eager=vllm_table.get("enforce_eager", bool, False),
+            allow_reduced_max_model_len=vllm_table.get("allow_reduced_max_model_len", bool, True),
+        ),
+    )
+    if not 0 < settings.vllm.gpu_memory_utilization <= 1:
+        raise vllm_table.fail("gpu_memory_utilization", f"expected a fraction in (0, 1], got {settings.vllm.gpu_memory_utilization}")
+    for sub in (hf_table, vllm_table, table):
+        sub.check_no_unknown()
+    return settings
+
+
+def _parse_cost(table: Table) -> CostSettings:
+    settings = CostSettings(
+        price_per_gpu_hour_usd=table.get("price_per_gpu_hour_usd", float, 2.69),
+        gpu_count=table.positive_int("gpu_count", 1),
+        expected_decode_tokens_per_second=table.get("expected_decode_tokens_per_second", float, 30.0),
+        expected_load_seconds=table.get("expected_load_seconds", float, 60.0),
+    )
+    if settings.price_per_gpu_hour_usd < 0:
+        raise table.fail("price_per_gpu_hour_usd", f"expected >= 0, got {settings.price_per_gpu_hour_usd}")
+    if settings.expected_decode_tokens_per_second <= 0:
+        raise table.fail("expected_decode_tokens_per_second", "expected > 0")
+    table.check_no_unknown()
+    return settings
+
+
+def _parse_analysis(table: Table) -> AnalysisSettings:
+    settings = AnalysisSettings(
+        bootstrap_resamples=table.positive_int("bootstrap_resamples", 10_000),
+        confidence=table.get("confidence", float, 0.95),
+        allow_confounded=table.get("allow_confounded", bool, False),
+    )
+    if not 0.5 <= settings.confidence < 1:
+        raise table.fail("confidence", f"expected a level in [0.5, 1), got {settings.confidence}")
+    table.check_no_unknown()
+    return settings
+
+
+def config_from_resolved(data: dict[str, Any]) -> ExperimentConfig:
+    """Rebuild the config from the resolved copy (`to_dict`) stored in a run directory, for `artifact report`."""
+    engine = data["engine"]
+    return ExperimentConfig(
+        name=data["name"],
+        claim=data["claim"],
+        seed=data["seed"],
+        smoke=data["smoke"],
+        description=data["description"],
+        models=tuple(
+            ModelSpec(**{**model, "path": Path(model["path"]) if model.get("path") else None}) for model in data["models"]
+        ),
+        generation=GenerationSettings(**{**data["generation"], "prompts": Path(data["generation"]["prompts"])}),
+        trials=TrialSettings(**{**data["trials"], "modes": tuple(data["trials"]["modes"])}),
+        engine=EngineSettings(
+            name=engine["name"],
+            dtype=engine["dtype"],
+            device=engine["device"],
+            transformers=TransformersSettings(**engine["transformers"]),
+            vllm=VLLMSettings(**engine["vllm"]),
+        ),
+        cost=CostSettings(**data["cost"]),
+        analysis=AnalysisSettings(**data["analysis"]),
+        source=Path(data["source"]),
+    )

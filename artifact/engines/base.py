@@ -1,0 +1,103 @@
+"""The one interface every inference engine implements, and the plain data it exchanges with the runner.
+
+The runner owns the wall clock: it calls `synchronize()` and reads a monotonic clock around each
+`generate` call, the same way for every engine. Engines report only what they alone can see (the time
+the first token came out), and the token ids they produced, so lengths are verified from what came back.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from artifact.config import EngineSettings
+
+
+@dataclass(frozen=True)
+class LoadedModelInfo:
+    """What the engine loaded: the facts the confound checks and the roofline need."""
+
+    name: str
+    local_path: str
+    architecture: str
+    vocab_size: int
+    parameter_count: int
+    weight_bytes: int
+    dtype: str
+    device: str
+    shape: dict[str, int] = field(default_factory=dict)
+    memory: dict[str, float] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ModelHandle:
+    """A model ready to load: where its files are (or its Hub id and revision) and how to build it."""
+
+    name: str
+    role: str
+    source: str
+    revision: str | None
+    synthetic: bool
+    tokenizer_source: str
+    local_path: Path | None = None
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    request_id: str
+    prompt_id: str
+    prompt: str
+    max_new_tokens: int
+    seed: int
+    temperature: float = 0.0
+
+
+@dataclass(frozen=True)
+class GenerationOutput:
+    """One request's result. Times are seconds from the start of the engine call that served it."""
+
+    request_id: str
+    prompt_tokens: int
+    output_token_ids: tuple[int, ...]
+    first_token_s: float | None
+    finished_s: float | None = None
+    error: str | None = None
+
+
+class Engine(ABC):
+    """load -> warm up (plain generate calls the runner marks as warm-up) -> generate ... -> close."""
+
+    name: str = "engine"
+    supports_throughput_mode: bool = True
+
+    def __init__(self, settings: EngineSettings) -> None:
+        self.settings = settings
+
+    @abstractmethod
+    def load(self, model: ModelHandle) -> LoadedModelInfo:
+        """Load weights and tokenizer; raise EngineError with the cause and the fix when it cannot."""
+
+    @abstractmethod
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationOutput]:
+        """Serve `requests` together (one request = batch 1). Lengths are forced: min = max, EOS ignored."""
+
+    @abstractmethod
+    def decode(self, token_ids: Sequence[int]) -> str:
+        """The text of `token_ids` by the loaded model's own tokenizer, special tokens dropped."""
+
+    @abstractmethod
+    def synchronize(self) -> None:
+        """Wait for queued device work so that a clock read after it is honest."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Free the model and its device memory."""
+
+    def describe(self) -> dict[str, Any]:
+        """Engine name, version and the settings actually in force, for the run record."""
+        return {"engine": self.name}

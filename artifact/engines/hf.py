@@ -1,0 +1,176 @@
+"""The transformers engine: `model.generate` with an explicit, identical GenerationConfig for every model."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+from transformers.generation.streamers import BaseStreamer
+
+from artifact.engines.base import Engine, GenerationOutput, GenerationRequest, LoadedModelInfo, ModelHandle
+from artifact.errors import EngineError
+
+_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+
+
+def pick_device(requested: str) -> torch.device:
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise EngineError("engine.device = \"cuda\" but torch sees no GPU; use device = \"auto\" or \"cpu\"")
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+
+
+def pick_dtype(requested: str, device: torch.device) -> torch.dtype:
+    if requested == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return _DTYPES[requested]
+
+
+class _FirstTokenClock(BaseStreamer):
+    """Notes when generate() hands out its first new token (the first put() is the prompt itself)."""
+
+    def __init__(self, synchronize: Any) -> None:
+        self._synchronize = synchronize
+        self._puts = 0
+        self.first_token_at: float | None = None
+
+    def put(self, value: torch.Tensor) -> None:
+        self._puts += 1
+        if self._puts == 2:
+            self._synchronize()
+            self.first_token_at = time.perf_counter()
+
+    def end(self) -> None:
+        pass
+
+
+def describe_model(model: torch.nn.Module, name: str, local_path: str, device: torch.device) -> LoadedModelInfo:
+    config = model.config
+    parameters = sum(parameter.numel() for parameter in model.parameters())
+    weight_bytes = sum(parameter.numel() * parameter.element_size() for parameter in model.parameters())
+    shape_keys = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+                  "n_embd", "n_layer", "n_head", "max_position_embeddings", "n_positions")
+    shape = {key: int(getattr(config, key)) for key in shape_keys if isinstance(getattr(config, key, None), int)}
+    return LoadedModelInfo(
+        name=name,
+        local_path=local_path,
+        architecture=(config.architectures or [type(model).__name__])[0],
+        vocab_size=int(config.vocab_size),
+        parameter_count=int(parameters),
+        weight_bytes=int(weight_bytes),
+        dtype=str(next(model.parameters()).dtype).removeprefix("torch."),
+        device=str(device),
+        shape=shape,
+    )
+
+
+class TransformersEngine(Engine):
+    name = "transformers"
+
+    def __init__(self, settings: Any) -> None:
+        super().__init__(settings)
+        self.device = pick_device(settings.device)
+        self.dtype = pick_dtype(settings.dtype, self.device)
+        self.model: Any = None
+        self.tokenizer: Any = None
+
+    def load(self, model: ModelHandle) -> LoadedModelInfo:
+        where = str(model.local_path or model.source)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(model.tokenizer_source, revision=model.revision)
+            if model.synthetic:
+                config = AutoConfig.from_pretrained(where, revision=model.revision)
+                with torch.device(self.device):
+                    self.model = AutoModelForCausalLM.from_config(config, dtype=self.dtype)
+            else:
+                self.model = AutoModelForCausalLM.from_pretrained(where, revision=model.revision, dtype=self.dtype)
+                self.model.to(self.device)
+        except (OSError, ValueError) as error:
+            raise EngineError(
+                f"model {model.name!r}: transformers could not load {where} (revision {model.revision}): {error}. "
+                "If the Hub is unreachable, pre-fetch the model (`make fetch`) or point the config at a local path."
+            ) from error
+        self.model.eval()
+        if self.tokenizer.pad_token_id is None:
+            # Llama has no pad token; any id works for left padding because the attention mask hides it.
+            self.tokenizer.pad_token = self.tokenizer.unk_token or self.tokenizer.eos_token
+        self.tokenizer.padding_side = "left"
+        info = describe_model(self.model, model.name, where, self.device)
+        return LoadedModelInfo(**{**info.__dict__, "settings": self.describe()})
+
+    def _generation_config(self, max_new_tokens: int, temperature: float) -> GenerationConfig:
+        sampling = temperature > 0
+        return GenerationConfig(
+            max_new_tokens=max_new_tokens,
+            min_new_tokens=max_new_tokens,
+            do_sample=sampling,
+            temperature=temperature if sampling else None,
+            top_p=None,
+            top_k=None,
+            num_beams=1,
+            eos_token_id=self.tokenizer.eos_token_id,
+            pad_token_id=self.tokenizer.pad_token_id,
+        )
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationOutput]:
+        if self.model is None:
+            raise EngineError("generate() called before load()")
+        first = requests[0]
+        if any(request.max_new_tokens != first.max_new_tokens for request in requests):
+            raise EngineError("one generate() call must use one generation length")
+        batch = self.tokenizer([request.prompt for request in requests], return_tensors="pt", padding=True)
+        batch = {key: value.to(self.device) for key, value in batch.items()}
+        torch.manual_seed(first.seed)
+        clock = _FirstTokenClock(self.synchronize)
+        started = time.perf_counter()
+        with torch.inference_mode():
+            sequences = self.model.generate(
+                **batch,
+                generation_config=self._generation_config(first.max_new_tokens, first.temperature),
+                streamer=clock,
+            )
+        self.synchronize()
+        finished = time.perf_counter() - started
+        prompt_width = batch["input_ids"].shape[1]
+        prompt_lengths = batch["attention_mask"].sum(dim=1).tolist()
+        new_tokens = sequences[:, prompt_width:].tolist()
+        first_token = None if clock.first_token_at is None else clock.first_token_at - started
+        return [
+            GenerationOutput(
+                request_id=request.request_id,
+                prompt_tokens=int(prompt_lengths[index]),
+                output_token_ids=tuple(new_tokens[index]),
+                first_token_s=first_token,
+                finished_s=finished,
+            )
+            for index, request in enumerate(requests)
+        ]
+
+    def decode(self, token_ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(token_ids), skip_special_tokens=True)
+
+    def synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def close(self) -> None:
+        self.model = None
+        self.tokenizer = None
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def describe(self) -> dict[str, Any]:
+        import transformers
+
+        return {
+            "engine": self.name,
+            "transformers": transformers.__version__,
+            "torch": torch.__version__,
+            "device": str(self.device),
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "generation": "model.generate, greedy unless temperature > 0, min_new_tokens = max_new_tokens",
+        }

@@ -1,0 +1,160 @@
+"""The trial runner: loads models, runs warm-ups and measured blocks in plan order, writes one record per
+generation as it happens. It owns timing, the same way for every engine: synchronise, then a monotonic clock.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from artifact.engines.base import Engine, GenerationOutput, GenerationRequest, LoadedModelInfo, ModelHandle
+from artifact.errors import LengthMismatchError
+from artifact.plan import Block, Plan
+from artifact.store import RunDirectory, utc_now
+
+ProgressCallback = Callable[[str, int], None]
+
+
+@dataclass
+class PhaseClock:
+    """Wall-clock of each phase, appended to the run directory for the cost log."""
+
+    run: RunDirectory
+    totals: dict[str, float] = field(default_factory=dict)
+
+    def record(self, phase: str, seconds: float, **details: Any) -> None:
+        self.totals[phase] = self.totals.get(phase, 0.0) + seconds
+        self.run.append_phase({"phase": phase, "seconds": round(seconds, 6), "at": utc_now(), **details})
+
+
+def build_record(block: Block, request: GenerationRequest, output: GenerationOutput, text: str, e2e_s: float,
+                 batch_size: int, sequence: int, engine_name: str) -> dict[str, Any]:
+    output_tokens = len(output.output_token_ids)
+    error = output.error
+    if error is None and output_tokens != request.max_new_tokens:
+        error = f"length mismatch: expected {request.max_new_tokens} new tokens, engine returned {output_tokens}"
+    first = output.first_token_s
+    return {
+        "record_id": request.request_id,
+        "sequence": sequence,
+        "phase": block.phase,
+        "trial": block.trial,
+        "model": block.model,
+        "mode": block.mode,
+        "engine": engine_name,
+        "prompt_id": request.prompt_id,
+        "batch_size": batch_size,
+        "seed": request.seed,
+        "prompt_tokens": output.prompt_tokens,
+        "expected_output_tokens": request.max_new_tokens,
+        "output_tokens": output_tokens,
+        "ttft_s": first,
+        "e2e_s": e2e_s,
+        "decode_s": None if first is None else e2e_s - first,
+        "output_text": text,
+        "output_chars": len(text),
+        "output_bytes": len(text.encode("utf-8")),
+        "error": error,
+        "at": utc_now(),
+    }
+
+
+class TrialRunner:
+    """Runs a plan. Engines are created per model by `engine_factory`; at most `max_resident` stay loaded."""
+
+    def __init__(self, plan: Plan, handles: dict[str, ModelHandle], engine_factory: Callable[[], Engine],
+                 run: RunDirectory, clock: PhaseClock, *, max_resident: int | None = None,
+                 progress: ProgressCallback | None = None, completed: set[str] | None = None,
+                 snapshot: Callable[[str], None] | None = None) -> None:
+        self.plan = plan
+        self.handles = handles
+        self.engine_factory = engine_factory
+        self.run = run
+        self.clock = clock
+        self.max_resident = max_resident
+        self.progress = progress or (lambda label, count: None)
+        self.completed = completed or set()
+        self.snapshot = snapshot or (lambda label: None)
+        self.loaded: dict[str, Engine] = {}
+        self.model_info: dict[str, LoadedModelInfo] = {}
+        self.sequence = 0
+
+    def execute(self) -> dict[str, LoadedModelInfo]:
+        try:
+            for block in self.plan.measured:
+                if all(request.request_id in self.completed for request in block.requests):
+                    self.progress(block.key, len(block.requests))
+                    continue
+                engine = self._engine_for(block.model)
+                self.snapshot(f"before {block.key}")
+                started = time.perf_counter()
+                self._run_block(engine, block)
+                self.clock.record("measure", time.perf_counter() - started, block=block.key)
+        finally:
+            for name in list(self.loaded):
+                self._unload(name)
+        return self.model_info
+
+    def _engine_for(self, model: str) -> Engine:
+        if model in self.loaded:
+            engine = self.loaded.pop(model)
+            self.loaded[model] = engine  # most recently used goes last
+            return engine
+        while self.max_resident is not None and len(self.loaded) >= self.max_resident:
+            self._unload(next(iter(self.loaded)))
+        engine = self.engine_factory()
+        started = time.perf_counter()
+        info = engine.load(self.handles[model])
+        self.clock.record("load", time.perf_counter() - started, model=model)
+        self.model_info[model] = info
+        self.loaded[model] = engine
+        started = time.perf_counter()
+        for block in self.plan.warmups[model]:
+            self._run_block(engine, block)
+        self.clock.record("warmup", time.perf_counter() - started, model=model)
+        return engine
+
+    def _unload(self, model: str) -> None:
+        self.loaded.pop(model).close()
+
+    def _timed_generate(self, engine: Engine, requests: list[GenerationRequest]) -> tuple[list[GenerationOutput], float]:
+        engine.synchronize()
+        started = time.perf_counter()
+        outputs = engine.generate(requests)
+        engine.synchronize()
+        return outputs, time.perf_counter() - started
+
+    def _run_block(self, engine: Engine, block: Block) -> None:
+        pending = [request for request in block.requests if request.request_id not in self.completed]
+        if block.mode == "throughput":
+            outputs, elapsed = self._timed_generate(engine, pending)
+            timed = [(request, output, output.finished_s or elapsed) for request, output in zip(pending, outputs)]
+            self._write(engine, block, timed, batch_size=len(pending))
+        else:
+            for request in pending:
+                outputs, elapsed = self._timed_generate(engine, [request])
+                self._write(engine, block, [(request, outputs[0], elapsed)], batch_size=1)
+
+    def _write(self, engine: Engine, block: Block, timed: list[tuple[GenerationRequest, GenerationOutput, float]],
+               batch_size: int) -> None:
+        mismatches = []
+        for request, output, e2e_s in timed:
+            self.sequence += 1
+            record = build_record(block, request, output, engine.decode(output.output_token_ids), e2e_s, batch_size,
+                                  self.sequence, engine.name)
+            self.run.append_record(record)
+            if record["error"]:
+                mismatches.append(f"{request.request_id}: {record['error']}")
+            self.progress(block.key, 1)
+        if mismatches:
+            raise LengthMismatchError(
+                f"{len(mismatches)} generation(s) did not produce the forced length; the comparison would be unfair, "
+                f"so the run stops here (records so far are kept in {self.run.file('trials.jsonl')}). First: "
+                f"{mismatches[0]}"
+            )
+
+
+def loaded_info_dict(infos: dict[str, LoadedModelInfo]) -> dict[str, Any]:
+    return {name: asdict(info) for name, info in infos.items()}

@@ -1,0 +1,135 @@
+"""One experiment end to end: plan -> trials -> records -> analysis -> report, in a run directory."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from artifact.analysis import analyse
+from artifact.claims import get_claim
+from artifact.config import ExperimentConfig, config_from_resolved
+from artifact.corpora import load_prompts
+from artifact.cost import cost_log
+from artifact.engines import choose_engine
+from artifact.errors import ArtifactError
+from artifact.measure.environment import capture_environment, noise_warnings, telemetry_snapshot
+from artifact.measure.trials import PhaseClock, TrialRunner, loaded_info_dict
+from artifact.models import resolve_model
+from artifact.plan import Plan, build_plan
+from artifact.report import render_reports
+from artifact.store import CONFIG_FILE, ENVIRONMENT_FILE, MODELS_FILE, RESULTS_FILE, RunDirectory, utc_now
+
+ENGINE_FILE = "engine.json"
+TELEMETRY_FILE = "telemetry.json"
+
+
+class Progress(Protocol):
+    def start(self, total: int, description: str) -> None: ...
+    def advance(self, label: str, count: int) -> None: ...
+    def note(self, message: str) -> None: ...
+
+
+class SilentProgress:
+    def start(self, total: int, description: str) -> None:
+        pass
+
+    def advance(self, label: str, count: int) -> None:
+        pass
+
+    def note(self, message: str) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    run: RunDirectory
+    results: dict[str, Any]
+
+
+def load_plan(config: ExperimentConfig) -> Plan:
+    return build_plan(config, load_prompts(config.generation.prompts))
+
+
+def _open_run(config: ExperimentConfig, output_root: Path, resume: Path | None) -> tuple[RunDirectory, set[str]]:
+    if resume is None:
+        return RunDirectory.create(output_root, config.name), set()
+    run = RunDirectory.open(resume)
+    stored = run.read(CONFIG_FILE)
+    if stored.get("fingerprint") != config.fingerprint():
+        raise ArtifactError(
+            f"{resume}: was run with a different config (fingerprint {stored.get('fingerprint')} vs "
+            f"{config.fingerprint()}); resume only with the same config, or start a new run"
+        )
+    done = {record["record_id"] for record in run.records() if record["phase"] == "measure" and not record.get("error")}
+    return run, done
+
+
+def run_experiment(config: ExperimentConfig, *, output_root: Path, resume: Path | None = None,
+                   progress: Progress | None = None) -> RunOutcome:
+    progress = progress or SilentProgress()
+    run, completed = _open_run(config, output_root, resume)
+    run.write(CONFIG_FILE, {"fingerprint": config.fingerprint(), "written": utc_now(), "config": config.to_dict()})
+    clock = PhaseClock(run)
+
+    started = time.perf_counter()
+    environment = capture_environment()
+    run.write(ENVIRONMENT_FILE, environment)
+    plan = load_plan(config)
+    handles = {model.name: resolve_model(model) for model in config.models}
+    choice = choose_engine(config.engine)
+    if choice.fallback_reason:
+        progress.note(f"falling back to transformers: {choice.fallback_reason}")
+    run.write(ENGINE_FILE, {"requested": config.engine.name, "used": choice.name, "fallback_reason": choice.fallback_reason})
+    clock.record("prepare", time.perf_counter() - started)
+
+    snapshots: list[dict[str, Any]] = []
+    progress.start(plan.measured_generations, f"{config.name}: {len(config.models)} models x {config.trials.measured} trials")
+    runner = TrialRunner(
+        plan, handles, lambda: choice.engine_class(config.engine), run, clock,
+        max_resident=getattr(choice.engine_class, "max_resident_models", None),
+        progress=lambda label, count: progress.advance(label, count) if label.startswith("measure") else None,
+        completed=completed,
+        snapshot=lambda label: snapshots.append(telemetry_snapshot(label)),
+    )
+    try:
+        infos = runner.execute()
+    finally:
+        snapshots.append(telemetry_snapshot("after trials"))
+        run.write(TELEMETRY_FILE, snapshots)
+    run.write(MODELS_FILE, loaded_info_dict(infos))
+
+    return RunOutcome(run, finalize(run, clock=clock))
+
+
+def finalize(run: RunDirectory, *, clock: PhaseClock | None = None) -> dict[str, Any]:
+    """Analysis and reports from the files in the run directory alone: `artifact report` calls only this.
+
+    During `artifact run` the analysis time is appended to the phase log (`clock`); a later re-render reads
+    the same log, so it reproduces the same cost figures.
+    """
+    stored = run.read(CONFIG_FILE)
+    config = config_from_resolved(stored["config"])
+    started = time.perf_counter()
+    results = analyse(run.records(), config, get_claim(config.claim))
+    if clock is not None:
+        clock.record("analysis", time.perf_counter() - started)
+    models_loaded = run.read_optional(MODELS_FILE) or {}
+    accelerator = any(str(info.get("device", "cpu")).startswith(("cuda", "hip", "rocm")) for info in models_loaded.values())
+    results.update({
+        "run": {"directory": str(run.path), "config_name": config.name, "smoke": config.smoke,
+                "description": config.description, "fingerprint": stored["fingerprint"], "started": stored["written"]},
+        "config": stored["config"],
+        "engine": run.read_optional(ENGINE_FILE),
+        "models_loaded": models_loaded,
+        "environment": run.read_optional(ENVIRONMENT_FILE),
+        "telemetry": run.read_optional(TELEMETRY_FILE) or [],
+        "noise_warnings": noise_warnings(run.read_optional(ENVIRONMENT_FILE) or {},
+                                                      run.read_optional(TELEMETRY_FILE) or []),
+        "cost": cost_log(run.phases(), config, accelerator=accelerator),
+    })
+    run.write(RESULTS_FILE, results)
+    render_reports(run.path, results)
+    return results
+

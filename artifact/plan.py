@@ -1,0 +1,92 @@
+"""The plan: every generation of a run, with stable ids and seeds, computed before anything runs (pure)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from artifact.config import ExperimentConfig
+from artifact.corpora import Prompt
+from artifact.engines.base import GenerationRequest
+
+
+@dataclass(frozen=True)
+class Block:
+    """Requests for one model in one trial and mode. Latency mode serves them one by one (batch 1);
+    throughput mode submits them all in one call."""
+
+    phase: str  # "warmup" or "measure"
+    trial: int
+    model: str
+    mode: str
+    requests: tuple[GenerationRequest, ...]
+
+    @property
+    def key(self) -> str:
+        return f"{self.phase}-t{self.trial}-{self.model}-{self.mode}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    warmups: dict[str, tuple[Block, ...]]  # by model: run after each load of that model, records kept apart
+    measured: tuple[Block, ...]
+    model_order_by_trial: tuple[tuple[str, ...], ...]
+
+    @property
+    def measured_generations(self) -> int:
+        return sum(len(block.requests) for block in self.measured)
+
+    @property
+    def warmup_generations(self) -> int:
+        return sum(len(block.requests) for blocks in self.warmups.values() for block in blocks)
+
+
+def request_seed(base_seed: int, trial: int, prompt_id: str) -> int:
+    """The same seed for every model in a trial: identical sampling, whichever model runs."""
+    digest = hashlib.sha256(f"{base_seed}:{trial}:{prompt_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+def model_order(names: list[str], trial: int) -> tuple[str, ...]:
+    """ABBA-style: forward order on even trials, reversed on odd ones, so linear drift cancels in pairs."""
+    return tuple(names if trial % 2 == 0 else reversed(names))
+
+
+def _requests(config: ExperimentConfig, prompts: list[Prompt], phase: str, trial: int, model: str, mode: str) -> tuple[GenerationRequest, ...]:
+    return tuple(
+        GenerationRequest(
+            request_id=f"{phase}-t{trial}-{model}-{mode}-{prompt.id}",
+            prompt_id=prompt.id,
+            prompt=prompt.text,
+            max_new_tokens=config.generation.max_new_tokens,
+            seed=request_seed(config.seed, trial, prompt.id),
+            temperature=config.generation.temperature,
+        )
+        for prompt in prompts
+    )
+
+
+def selected_prompts(config: ExperimentConfig, prompts: list[Prompt]) -> list[Prompt]:
+    limit = config.generation.max_prompts
+    return prompts[:limit] if limit else list(prompts)
+
+
+def build_plan(config: ExperimentConfig, prompts: list[Prompt]) -> Plan:
+    chosen = selected_prompts(config, prompts)
+    names = [model.name for model in config.models]
+    orders = tuple(model_order(names, trial) for trial in range(config.trials.measured))
+    measured = tuple(
+        Block("measure", trial, model, mode, _requests(config, chosen, "measure", trial, model, mode))
+        for trial, order in enumerate(orders)
+        for model in order
+        for mode in config.trials.modes
+    )
+    warmups = {
+        model: tuple(
+            Block("warmup", trial, model, mode, _requests(config, chosen, "warmup", trial, model, mode))
+            for trial in range(config.trials.warmup)
+            for mode in config.trials.modes
+        )
+        for model in names
+    }
+    return Plan(warmups=warmups, measured=measured, model_order_by_trial=orders)

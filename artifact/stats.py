@@ -1,0 +1,176 @@
+"""Confidence intervals by bootstrap (scipy.stats.bootstrap), seeded so a report can be re-derived exactly."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from scipy import stats as scipy_stats
+
+DEFAULT_RESAMPLES = 10_000
+DEFAULT_CONFIDENCE = 0.95
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A point estimate with its bootstrap confidence interval and the settings that produced it."""
+
+    estimate: float
+    low: float
+    high: float
+    method: str
+    confidence: float
+    n: int
+    n_resamples: int
+    seed: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _as_array(values: Sequence[float] | np.ndarray, what: str) -> np.ndarray:
+    array = np.asarray(values, dtype=float)
+    if array.ndim != 1 or array.size == 0:
+        raise ValueError(f"{what}: expected a non-empty 1-D sequence of numbers, got shape {array.shape}")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{what}: contains NaN or infinite values")
+    return array
+
+
+def _degenerate(estimate: float, n: int, seed: int, n_resamples: int, confidence: float) -> Interval:
+    # With one sample, or all samples equal, every resample gives the same statistic: the interval is a point.
+    return Interval(estimate, estimate, estimate, "degenerate", confidence, n, n_resamples, seed)
+
+
+def _bootstrap(
+    data: tuple[np.ndarray, ...],
+    statistic: Callable[..., Any],
+    *,
+    paired: bool,
+    method: str,
+    seed: int,
+    n_resamples: int,
+    confidence: float,
+) -> tuple[float, float, str]:
+    """Run scipy's bootstrap; fall back from BCa to percentile when BCa cannot be computed."""
+    rng = np.random.default_rng(seed)
+    result = scipy_stats.bootstrap(
+        data,
+        statistic,
+        paired=paired,
+        vectorized=True,
+        n_resamples=n_resamples,
+        confidence_level=confidence,
+        method=method,
+        random_state=rng,
+    )
+    low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
+    if method == "BCa" and not (np.isfinite(low) and np.isfinite(high)):
+        # BCa needs a non-zero jackknife spread; near-constant data makes it NaN, percentile stays defined.
+        return _bootstrap(
+            data, statistic, paired=paired, method="percentile", seed=seed, n_resamples=n_resamples,
+            confidence=confidence,
+        )
+    return low, high, method
+
+
+def _median(sample: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.median(sample, axis=axis)
+
+
+def _ratio_of_means(candidate: np.ndarray, baseline: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.mean(candidate, axis=axis) / np.mean(baseline, axis=axis)
+
+
+def median_ci(
+    values: Sequence[float] | np.ndarray,
+    *,
+    seed: int,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    confidence: float = DEFAULT_CONFIDENCE,
+) -> Interval:
+    """Median with a percentile-bootstrap interval.
+
+    Percentile rather than BCa: the median's jackknife values are nearly all equal, so BCa's acceleration
+    estimate is unstable for it.
+    """
+    sample = _as_array(values, "median_ci values")
+    estimate = float(np.median(sample))
+    if sample.size < 2 or np.ptp(sample) == 0:
+        return _degenerate(estimate, sample.size, seed, n_resamples, confidence)
+    low, high, method = _bootstrap(
+        (sample,), _median, paired=False, method="percentile", seed=seed, n_resamples=n_resamples,
+        confidence=confidence,
+    )
+    return Interval(estimate, low, high, method, confidence, int(sample.size), n_resamples, seed)
+
+
+def paired_ratio_of_means(
+    candidate: Sequence[float] | np.ndarray,
+    baseline: Sequence[float] | np.ndarray,
+    *,
+    seed: int,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    confidence: float = DEFAULT_CONFIDENCE,
+) -> Interval:
+    """mean(candidate) / mean(baseline) over paired units (same prompt or document), BCa interval.
+
+    Pairs are resampled together, so what the two share (a prompt that is slow for both) cancels.
+    """
+    cand = _as_array(candidate, "paired_ratio_of_means candidate")
+    base = _as_array(baseline, "paired_ratio_of_means baseline")
+    if cand.shape != base.shape:
+        raise ValueError(f"paired samples differ in length: candidate {cand.size}, baseline {base.size}")
+    if np.any(base <= 0) or np.any(cand < 0):
+        raise ValueError("paired_ratio_of_means needs positive baseline values and non-negative candidate values")
+    estimate = float(cand.mean() / base.mean())
+    if cand.size < 2 or (np.ptp(cand) == 0 and np.ptp(base) == 0):
+        return _degenerate(estimate, cand.size, seed, n_resamples, confidence)
+    low, high, method = _bootstrap(
+        (cand, base), _ratio_of_means, paired=True, method="BCa", seed=seed, n_resamples=n_resamples,
+        confidence=confidence,
+    )
+    return Interval(estimate, low, high, method, confidence, int(cand.size), n_resamples, seed)
+
+
+def projected_speed_ratio(
+    candidate_speed: Sequence[float] | np.ndarray,
+    baseline_speed: Sequence[float] | np.ndarray,
+    candidate_tokens: Sequence[float] | np.ndarray,
+    baseline_tokens: Sequence[float] | np.ndarray,
+    *,
+    seed: int,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    confidence: float = DEFAULT_CONFIDENCE,
+) -> Interval:
+    """(tokens/s ratio over paired prompts) x (baseline / candidate token count over paired documents).
+
+    Japanese characters per second projected from tokens per second: at the same text, characters per token
+    is inversely proportional to the token count. Prompts and documents are resampled independently, so the
+    interval carries the uncertainty of both the timing and the tokenizer measurement.
+    """
+    speed_c = _as_array(candidate_speed, "candidate speed")
+    speed_b = _as_array(baseline_speed, "baseline speed")
+    tokens_c = _as_array(candidate_tokens, "candidate token counts")
+    tokens_b = _as_array(baseline_tokens, "baseline token counts")
+    if speed_c.shape != speed_b.shape or tokens_c.shape != tokens_b.shape:
+        raise ValueError("projected_speed_ratio: paired samples must have equal lengths")
+
+    def statistic(prompt_index: np.ndarray, document_index: np.ndarray, axis: int = -1) -> np.ndarray:
+        prompts = prompt_index.astype(int)
+        documents = document_index.astype(int)
+        speed = speed_c[prompts].mean(axis=axis) / speed_b[prompts].mean(axis=axis)
+        return speed * tokens_b[documents].sum(axis=axis) / tokens_c[documents].sum(axis=axis)
+
+    prompt_index = np.arange(speed_c.size)
+    document_index = np.arange(tokens_c.size)
+    estimate = float(statistic(prompt_index, document_index))
+    if speed_c.size < 2 or tokens_c.size < 2:
+        return _degenerate(estimate, int(speed_c.size), seed, n_resamples, confidence)
+    low, high, method = _bootstrap(
+        (prompt_index, document_index), statistic, paired=False, method="BCa", seed=seed, n_resamples=n_resamples,
+        confidence=confidence,
+    )
+    return Interval(estimate, low, high, method, confidence, int(speed_c.size), n_resamples, seed)
