@@ -22,7 +22,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 ConfigArgument = Annotated[str, typer.Argument(help="Experiment config: a TOML path or a shipped name (smoke, r2-swallow-7b, ...).")]

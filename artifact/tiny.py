@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 from artifact.paths import cache_dir, dataset_dir
 
-BUILDER_VERSION = "1"
+BUILDER_VERSION = "2"
 BUILTIN_MODELS = {"tiny-baseline": "baseline", "tiny-expanded": "expanded"}
 JA_CORPUS = "tiny_corpus_ja.txt"
 EN_CORPUS = "tiny_corpus_en.txt"
@@ -45,16 +45,6 @@ MODEL_SHAPE = {
     "max_position_embeddings": 1024,
 }
 _JAPANESE_PIECE = re.compile(r"^[\u3041-\u309F\u30A0-\u30FF\u4E00-\u9FFF\u3400-\u4DBFー]+$")
-_TOKENIZER_CONFIG = {
-    "tokenizer_class": "LlamaTokenizer",
-    "bos_token": "<s>",
-    "eos_token": "</s>",
-    "unk_token": "<unk>",
-    "add_bos_token": True,
-    "add_eos_token": False,
-    "legacy": True,
-    "model_max_length": MODEL_SHAPE["max_position_embeddings"],
-}
 
 
 @dataclass(frozen=True)
@@ -130,7 +120,19 @@ def _train_bpe(text: str, vocab_size: int, workdir: Path, name: str) -> bytes:
         eos_id=2,
         pad_id=-1,
     )
-    return prefix.with_suffix(".model").read_bytes()
+    return _without_paths(prefix.with_suffix(".model").read_bytes(), name)
+
+
+def _without_paths(model_bytes: bytes, name: str) -> bytes:
+    """SentencePiece stores the training file paths in the model; drop them so builds are byte-identical."""
+    from sentencepiece import sentencepiece_model_pb2 as model_pb2
+
+    proto = model_pb2.ModelProto()
+    proto.ParseFromString(model_bytes)
+    del proto.trainer_spec.input[:]
+    proto.trainer_spec.input.append(f"{name}.txt")
+    proto.trainer_spec.model_prefix = name
+    return proto.SerializeToString()
 
 
 def expand_vocabulary(base_model: bytes, japanese_model: bytes) -> tuple[bytes, int]:
@@ -167,12 +169,14 @@ def _piece_count(model_bytes: bytes) -> int:
 
 
 def _save_tokenizer(model_bytes: bytes, folder: Path) -> None:
-    from transformers import AutoTokenizer
+    """Save like a Hub repo: tokenizer.model plus the faithful fast-tokenizer conversion of it."""
+    from artifact.tokenization import load_tokenizer
 
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "tokenizer.model").write_bytes(model_bytes)
-    (folder / "tokenizer_config.json").write_text(json.dumps(_TOKENIZER_CONFIG, indent=2))
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model_file = folder / "tokenizer.model"
+    model_file.write_bytes(model_bytes)
+    tokenizer = load_tokenizer(model_file)
+    tokenizer.model_max_length = MODEL_SHAPE["max_position_embeddings"]
     tokenizer.save_pretrained(folder)
 
 

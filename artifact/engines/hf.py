@@ -7,11 +7,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
 from transformers.generation.streamers import BaseStreamer
 
 from artifact.engines.base import Engine, GenerationOutput, GenerationRequest, LoadedModelInfo, ModelHandle
 from artifact.errors import EngineError
+from artifact.tokenization import load_tokenizer
 
 _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
@@ -81,7 +82,7 @@ class TransformersEngine(Engine):
     def load(self, model: ModelHandle) -> LoadedModelInfo:
         where = str(model.local_path or model.source)
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(model.tokenizer_source, revision=model.revision)
+            self.tokenizer = load_tokenizer(model.tokenizer_source, model.revision)
             if model.synthetic:
                 config = AutoConfig.from_pretrained(where, revision=model.revision)
                 with torch.device(self.device):

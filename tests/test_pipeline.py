@@ -1,0 +1,127 @@
+"""End to end through the CLI on the tiny pair with the real transformers engine: records, results, reports."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from artifact.cli import app
+
+runner = CliRunner()
+SMALL = ["--set", "generation.max_prompts=4", "--set", "generation.max_new_tokens=12",
+         "--set", "generation.min_new_tokens=12", "--set", "trials.measured=2",
+         "--set", "analysis.bootstrap_resamples=2000"]
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory, tiny_pair) -> Path:
+    output = tmp_path_factory.mktemp("runs")
+    result = runner.invoke(app, ["run", "smoke", "--output", str(output), *SMALL])
+    assert result.exit_code == 0, result.output
+    (run_dir,) = output.iterdir()
+    return run_dir
+
+
+def records(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "trials.jsonl").read_text().splitlines()]
+
+
+def test_records_have_forced_lengths_and_counts(smoke_run: Path) -> None:
+    rows = records(smoke_run)
+    measured = [row for row in rows if row["phase"] == "measure"]
+    warmups = [row for row in rows if row["phase"] == "warmup"]
+    assert len(measured) == 2 * 2 * 2 * 4  # trials x models x modes x prompts
+    assert len(warmups) == 1 * 2 * 2 * 4
+    for row in rows:
+        assert row["output_tokens"] == row["expected_output_tokens"] == 12
+        assert row["error"] is None
+        assert row["output_chars"] == len(row["output_text"])
+        assert row["output_bytes"] == len(row["output_text"].encode("utf-8"))
+        assert row["e2e_s"] > 0 and row["prompt_tokens"] > 0
+        assert row["batch_size"] == (1 if row["mode"] == "latency" else 4)
+        assert 0 < row["ttft_s"] <= row["e2e_s"]
+
+
+def test_expanded_tokenizer_sees_shorter_japanese_prompts(smoke_run: Path) -> None:
+    prompt_tokens = {}
+    for row in records(smoke_run):
+        prompt_tokens.setdefault(row["model"], {})[row["prompt_id"]] = row["prompt_tokens"]
+    for prompt_id, base_count in prompt_tokens["tiny-baseline"].items():
+        assert prompt_tokens["tiny-expanded"][prompt_id] < base_count
+
+
+def test_model_order_interleaves(smoke_run: Path) -> None:
+    measured = sorted((row for row in records(smoke_run) if row["phase"] == "measure"), key=lambda row: row["sequence"])
+    order = []
+    for row in measured:
+        key = (row["trial"], row["model"])
+        if not order or order[-1] != key:
+            order.append(key)
+    assert order == [(0, "tiny-expanded"), (0, "tiny-baseline"), (1, "tiny-baseline"), (1, "tiny-expanded")]
+
+
+def test_results_json_has_verdict_metrics_and_cost(smoke_run: Path) -> None:
+    results = json.loads((smoke_run / "results.json").read_text())
+    assert results["schema_version"] == 1
+    assert results["claim"]["id"] == "R-2"
+    assert results["claim"]["verdict_metric"]["metric"] == "ja_chars_per_s"
+    (comparison,) = results["comparisons"]
+    assert comparison["baseline"] == "tiny-baseline"
+    verdict = comparison["verdict"]
+    assert verdict["outcome"] in {"PASS", "FAIL", "INCONCLUSIVE"}
+    assert verdict["ratio"]["low"] <= verdict["ratio"]["estimate"] <= verdict["ratio"]["high"]
+    latency = comparison["ratios"]["latency"]
+    assert set(latency) >= {"ja_chars_per_s", "tokens_per_s"}
+    assert latency["ja_chars_per_s"]["n"] == 4 and latency["ja_chars_per_s"]["n_resamples"] == 2000
+    for model in ("tiny-expanded", "tiny-baseline"):
+        metrics = results["models"][model]["metrics"]["latency"]
+        assert set(metrics) >= {"tokens_per_s", "ja_chars_per_s", "tpot_s", "ttft_s"}
+    assert results["summary"]["validation_status"] == verdict["outcome"]
+    assert results["summary"]["speedup_ratio"] == pytest.approx(verdict["ratio"]["estimate"])
+    phases = {phase["phase"] for phase in results["cost"]["phases"]}
+    assert {"prepare", "load", "warmup", "measure", "analysis"} <= phases
+    assert results["cost"]["gpu_hours"] == 0 and results["cost"]["accelerator"] is False
+    assert results["environment"]["python"]["version"]
+
+
+def test_report_shows_verdict_first_and_smoke_warning(smoke_run: Path) -> None:
+    report = (smoke_run / "report.md").read_text()
+    assert "not evidence about Swallow" in report
+    assert report.index("## Verdict") < report.index("## Method") < report.index("## Environment") < report.index("## Cost log")
+    assert "**The verdict uses:** Japanese characters per second" in report
+    assert "originally planned metric" in report
+    tex = (smoke_run / "report.tex").read_text()
+    assert r"\section*{Verdict}" in tex and "tiny-baseline" in tex
+
+
+def test_report_command_rerenders_the_same_numbers(smoke_run: Path) -> None:
+    before = json.loads((smoke_run / "results.json").read_text())
+    report_before = (smoke_run / "report.md").read_text()
+    (smoke_run / "results.json").unlink()
+    (smoke_run / "report.md").unlink()
+    result = runner.invoke(app, ["report", str(smoke_run)])
+    assert result.exit_code == 0, result.output
+    after = json.loads((smoke_run / "results.json").read_text())
+    assert after["comparisons"] == before["comparisons"]
+    assert after["models"] == before["models"]
+    assert after["cost"] == before["cost"]
+    assert (smoke_run / "report.md").read_text() == report_before
+
+
+def test_user_errors_exit_cleanly_without_traceback(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["run", "no-such-config"])
+    assert result.exit_code == 2
+    assert "no shipped config of that name" in result.output
+    assert "Traceback" not in result.output
+    result = runner.invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code == 2 and "not a run directory" in result.output
+
+
+def test_plan_command_prints_estimate() -> None:
+    result = runner.invoke(app, ["plan", "r2-swallow-7b"])
+    assert result.exit_code == 0, result.output
+    assert "swallow-7b-nve" in result.output and "GPU-hours" in result.output
+    assert "trial 1: llama-2-7b -> swallow-7b-nve -> swallow-7b" in result.output
