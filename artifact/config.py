@@ -41,6 +41,7 @@ class ModelSpec:
     builtin: str | None = None
     weights: str = "real"
     architecture: str | None = None
+    tokenizer: str | None = None
 
     @property
     def source_label(self) -> str:
@@ -63,6 +64,7 @@ class GenerationSettings:
 class TrialSettings:
     warmup: int = 1
     measured: int = 3
+    warmup_prompts: int = 0
     modes: tuple[str, ...] = ("latency",)
 
 
@@ -79,6 +81,7 @@ class VLLMSettings:
     max_model_len: int = 2048
     enforce_eager: bool = False
     allow_reduced_max_model_len: bool = True
+    ablate_chunked_prefill: bool = False
 
 
 @dataclass(frozen=True)
@@ -266,9 +269,17 @@ def _parse_model(table: Table, source: Path) -> ModelSpec:
         builtin=builtin,
         weights=table.choice("weights", WEIGHTS, "real"),
         architecture=table.get("architecture", str),
+        tokenizer=_optional_source(table.get("tokenizer", str), source.parent),
     )
     table.check_no_unknown()
     return spec
+
+
+def _optional_source(raw: str | None, base: Path) -> str | None:
+    """A tokenizer source: a Hub id stays as written; anything that looks like a path is resolved."""
+    if raw is None or re.match(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$", raw) and not raw.startswith((".", "/", "{")):
+        return raw
+    return str(_resolve_path(raw, base))
 
 
 def _parse_generation(table: Table, source: Path) -> GenerationSettings:
@@ -300,6 +311,7 @@ def _parse_trials(table: Table) -> TrialSettings:
     settings = TrialSettings(
         warmup=table.positive_int("warmup", 1, allow_zero=True),
         measured=table.positive_int("measured", 3),
+        warmup_prompts=table.positive_int("warmup_prompts", 0, allow_zero=True),
         modes=tuple(dict.fromkeys(modes)),
     )
     table.check_no_unknown()
@@ -321,6 +333,7 @@ def _parse_engine(table: Table) -> EngineSettings:
             max_model_len=vllm_table.positive_int("max_model_len", 2048),
             enforce_eager=vllm_table.get("enforce_eager", bool, False),
             allow_reduced_max_model_len=vllm_table.get("allow_reduced_max_model_len", bool, True),
+            ablate_chunked_prefill=vllm_table.get("ablate_chunked_prefill", bool, False),
         ),
     )
     if not 0 < settings.vllm.gpu_memory_utilization <= 1:

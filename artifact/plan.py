@@ -81,9 +81,10 @@ def build_plan(config: ExperimentConfig, prompts: list[Prompt]) -> Plan:
         for model in order
         for mode in config.trials.modes
     )
+    warmup_prompts = chosen[: config.trials.warmup_prompts] if config.trials.warmup_prompts else chosen
     warmups = {
         model: tuple(
-            Block("warmup", trial, model, mode, _requests(config, chosen, "warmup", trial, model, mode))
+            Block("warmup", trial, model, mode, _requests(config, warmup_prompts, "warmup", trial, model, mode))
             for trial in range(config.trials.warmup)
             for mode in config.trials.modes
         )

@@ -1,0 +1,1 @@
+"""Measurements: tokenizer efficiency, timed trials, environment capture and noise guards."""
