@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -21,13 +22,20 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
+# Tables are wide; when the output is not a terminal (a log, CI), do not squeeze them into 80 columns.
+console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True, soft_wrap=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 ConfigArgument = Annotated[str, typer.Argument(help="Experiment config: a TOML path or a shipped name (smoke, r2-swallow-7b, ...).")]
 SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override a config field: SECTION.KEY=VALUE (repeatable).")]
 OutputOption = Annotated[Path, typer.Option("--output", "-o", help="Folder that receives the run directory.")]
+MirrorOption = Annotated[Path | None, typer.Option(
+    "--data-mirror", envvar="R2_DATA_MIRROR",
+    help="Read the manifest's data files from this folder (laid out like the manifest's filenames) instead of "
+         "downloading them; sha256 is still checked.")]
+AllowConfoundedOption = Annotated[bool, typer.Option(
+    "--allow-confounded", help="Judge confounded comparisons anyway; the report then states that the override was given.")]
 
 
 def user_errors(function: F) -> F:
@@ -66,10 +74,18 @@ class RichProgress:
         self.bar.stop()
 
 
-def _load(config: str, overrides: list[str] | None) -> Any:
+def _load(config: str, overrides: list[str] | None, *, allow_confounded: bool = False) -> Any:
     from artifact.config import load_config, parse_overrides
 
-    return load_config(config, parse_overrides(overrides or []))
+    pairs = list(overrides or [])
+    if allow_confounded:
+        pairs.append("analysis.allow_confounded=true")
+    return load_config(config, parse_overrides(pairs))
+
+
+def _check_mirror(mirror: Path | None) -> None:
+    if mirror is not None and not mirror.is_dir():
+        raise ArtifactError(f"--data-mirror {mirror}: no such folder")
 
 
 def print_verdicts(results: dict[str, Any]) -> None:
@@ -126,19 +142,139 @@ def run(
     set_: SetOption = None,
     output: OutputOption = Path("runs"),
     resume: Annotated[Path | None, typer.Option(help="Continue an interrupted run directory (same config).")] = None,
+    data_mirror: MirrorOption = None,
+    allow_confounded: AllowConfoundedOption = False,
 ) -> None:
-    """Run the experiment: plan, timed trials, analysis and reports, all into a new run directory."""
+    """Run the experiment: plan, tokenizer efficiency, timed trials, analysis and reports, into a new run directory."""
+    _run(_load(config, set_, allow_confounded=allow_confounded), output, resume, data_mirror)
+
+
+def _run(experiment: Any, output: Path, resume: Path | None, data_mirror: Path | None) -> dict[str, Any]:
     from artifact.pipeline import run_experiment
 
-    experiment = _load(config, set_)
+    _check_mirror(data_mirror)
     progress = RichProgress()
     try:
-        outcome = run_experiment(experiment, output_root=output, resume=resume, progress=progress)
+        outcome = run_experiment(experiment, output_root=output, resume=resume, progress=progress, data_mirror=data_mirror)
     finally:
         progress.stop()
     print_verdicts(outcome.results)
     console.print(f"report: {outcome.run.file('report.md')}")
     console.print(f"run directory: {outcome.run.path}")
+    return outcome.results
+
+
+def _parse_tokenizers(pairs: list[str]) -> dict[str, str]:
+    parsed = {}
+    for pair in pairs:
+        name, sep, source = pair.partition("=")
+        if not sep or not name or not source:
+            raise ArtifactError(f"--tokenizer {pair!r}: expected NAME=SOURCE (a tokenizer.model, a folder, or a Hub id)")
+        parsed[name] = source
+    return parsed
+
+
+def _token_tables(summary: dict[str, Any]) -> None:
+    from artifact.report import fmt_interval
+
+    table = Table(title="Tokenizer efficiency; characters = Unicode code points of the raw text, no BOS/EOS counted")
+    for column in ("corpus", "role", "docs", "chars", "tokenizer", "tokens", "tokens/1000 chars", "tokens/1000 bytes", "chars/token"):
+        table.add_column(column)
+    for corpus in summary["corpora"]:
+        for model, values in corpus["models"].items():
+            table.add_row(corpus["corpus"], corpus["role"], str(corpus["documents"]), str(corpus["chars"]), model,
+                          str(values["tokens"]), f"{values['tokens_per_1000_chars']:.1f}",
+                          f"{values['tokens_per_1000_bytes']:.1f}", f"{values['chars_per_token']:.3f}")
+    console.print(table)
+    if not any(corpus["token_length_ratio"] for corpus in summary["corpora"]):
+        return
+    ratios = Table(title=f"Token length, {summary['candidate']} / baseline, paired over documents (published: {summary['reference_value']})")
+    for column in ("corpus", "baseline", "ratio [95% CI]", "published value inside the CI"):
+        ratios.add_column(column)
+    for corpus in summary["corpora"]:
+        for baseline, interval in corpus["token_length_ratio"].items():
+            ratios.add_row(corpus["corpus"], baseline, fmt_interval(interval), str(interval["contains_reference"]))
+    console.print(ratios)
+
+
+@app.command()
+@user_errors
+def tokens(
+    config: Annotated[str | None, typer.Argument(help="Experiment config whose models' tokenizers to compare (optional with --tokenizer).")] = None,
+    set_: SetOption = None,
+    tokenizer: Annotated[list[str] | None, typer.Option("--tokenizer", help="NAME=SOURCE: with a config, replace that model's tokenizer; without one, the tokenizers to compare (the first is the candidate).")] = None,
+    corpus: Annotated[list[str] | None, typer.Option("--corpus", help="Corpus id (without a config; default: jsquad, wagahai, prompts, botchan).")] = None,
+    data_mirror: MirrorOption = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Also write the summary and per-document counts as JSON here.")] = None,
+) -> None:
+    """Tokenizer efficiency, CPU only: tokens per 1,000 characters and bytes, and the token-length ratio vs 0.562."""
+    from artifact.claims import get_claim
+    from artifact.config import TokenSettings
+    from artifact.measure.tokens import TokenizerSource, count_corpora, measure_config_tokens, per_document, summarise
+    from artifact.store import write_json
+
+    _check_mirror(data_mirror)
+    overrides = _parse_tokenizers(tokenizer or [])
+    if config is not None:
+        experiment = _load(config, set_)
+        measured = measure_config_tokens(experiment, get_claim(experiment.claim), mirror=data_mirror, tokenizer_overrides=overrides)
+    else:
+        if not overrides:
+            raise ArtifactError("give a CONFIG, or one or more --tokenizer NAME=SOURCE to compare")
+        corpora = tuple(corpus or TokenSettings.corpora)
+        from artifact.corpora import corpus_ids
+
+        for name in corpora:
+            if name not in corpus_ids():
+                raise ArtifactError(f"--corpus {name!r}: unknown; known corpora: {', '.join(corpus_ids())}")
+        names = list(overrides)
+        counts = count_corpora([TokenizerSource(name, source) for name, source in overrides.items()], corpora, mirror=data_mirror)
+        claim = get_claim("R-2")
+        summary = summarise(counts, candidate=names[0], baselines=names[1:], reference_corpus=corpora[0],
+                            controls=tuple(name for name in corpora if name == "botchan"),
+                            reference=claim.secondary.reference if claim.secondary else None, seed=0,
+                            resamples=10_000, confidence=0.95)
+        measured = {"summary": summary, "per_document": per_document(counts)}
+    _token_tables(measured["summary"])
+    if output is not None:
+        write_json(output, measured)
+        console.print(f"written: {output}")
+
+
+@app.command()
+@user_errors
+def fetch(data_mirror: MirrorOption = None) -> None:
+    """Download (or read from --data-mirror) every file of dataset/manifest.toml and verify its sha256."""
+    from artifact.data import fetch_all
+
+    _check_mirror(data_mirror)
+    for fetched in fetch_all(mirror=data_mirror):
+        console.print(f"{fetched.id}: {fetched.path} ({fetched.source}, {fetched.size_bytes} bytes, sha256 ok)")
+
+
+@app.command()
+@user_errors
+def validate(
+    claim: Annotated[str | None, typer.Argument(help="Claim id, e.g. R-2.")] = None,
+    all_claims: Annotated[bool, typer.Option("--all", help="Validate every registered claim.")] = False,
+    config: Annotated[str | None, typer.Option(help="Run this config instead of the claim's own experiment.")] = None,
+    set_: SetOption = None,
+    output: OutputOption = Path("runs"),
+    data_mirror: MirrorOption = None,
+    allow_confounded: AllowConfoundedOption = False,
+) -> None:
+    """Run the experiment a claim needs and print its verdict (claims live in artifact/claims/*.toml)."""
+    from artifact.claims import all_claims as registered, get_claim
+
+    if all_claims == (claim is not None):
+        raise ArtifactError(f"give a claim id or --all (registered claims: {', '.join(registered())})")
+    chosen = list(registered().values()) if all_claims else [get_claim(claim or "")]
+    for item in chosen:
+        console.rule(f"claim {item.id}: {item.title}")
+        experiment = _load(config or item.experiment, set_, allow_confounded=allow_confounded)
+        if experiment.claim != item.id:
+            raise ArtifactError(f"config {experiment.name!r} tests claim {experiment.claim}, not {item.id}")
+        _run(experiment, output, None, data_mirror)
 
 
 @app.command()

@@ -109,6 +109,16 @@ class AnalysisSettings:
 
 
 @dataclass(frozen=True)
+class TokenSettings:
+    """The tokenizer-efficiency stage: corpora to count, the one the projection uses, English controls."""
+
+    corpora: tuple[str, ...] = ("jsquad", "wagahai", "prompts", "botchan")
+    reference: str = "jsquad"
+    controls: tuple[str, ...] = ("botchan",)
+    max_documents: int = 0
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     name: str
     claim: str
@@ -122,6 +132,7 @@ class ExperimentConfig:
     cost: CostSettings
     analysis: AnalysisSettings
     source: Path
+    tokens: TokenSettings = field(default_factory=TokenSettings)
 
     @property
     def candidate(self) -> ModelSpec:
@@ -218,6 +229,7 @@ def parse_config(data: dict[str, Any], source: Path) -> ExperimentConfig:
         cost=_parse_cost(top.sub("cost")),
         analysis=_parse_analysis(top.sub("analysis")),
         source=source,
+        tokens=_parse_tokens(top.sub("tokens")),
     )
     for table in (experiment, top):
         table.check_no_unknown()
@@ -343,6 +355,28 @@ def _parse_engine(table: Table) -> EngineSettings:
     return settings
 
 
+def _parse_tokens(table: Table) -> TokenSettings:
+    from artifact.corpora import corpus_ids
+
+    known = corpus_ids()
+    corpora = table.get("corpora", list, list(TokenSettings.corpora))
+    controls = table.get("controls", list, list(TokenSettings.controls))
+    for key, names in (("corpora", corpora), ("controls", controls)):
+        for name in names:
+            if name not in known:
+                raise table.fail(key, f"unknown corpus {name!r}{did_you_mean(str(name), known)}; known: {', '.join(known)}")
+    settings = TokenSettings(
+        corpora=tuple(corpora),
+        reference=table.get("reference", str, TokenSettings.reference),
+        controls=tuple(name for name in controls if name in corpora),
+        max_documents=table.positive_int("max_documents", 0, allow_zero=True),
+    )
+    if settings.reference not in settings.corpora:
+        raise table.fail("reference", f"must be one of tokens.corpora {list(settings.corpora)}, got {settings.reference!r}")
+    table.check_no_unknown()
+    return settings
+
+
 def _parse_cost(table: Table) -> CostSettings:
     settings = CostSettings(
         price_per_gpu_hour_usd=table.get("price_per_gpu_hour_usd", float, 2.69),
@@ -394,4 +428,6 @@ def config_from_resolved(data: dict[str, Any]) -> ExperimentConfig:
         cost=CostSettings(**data["cost"]),
         analysis=AnalysisSettings(**data["analysis"]),
         source=Path(data["source"]),
+        tokens=TokenSettings(**{key: tuple(value) if isinstance(value, list) else value
+                                for key, value in data.get("tokens", {}).items()}),
     )

@@ -10,11 +10,13 @@ from typing import Any, Protocol
 from artifact.analysis import analyse
 from artifact.claims import get_claim
 from artifact.config import ExperimentConfig, config_from_resolved
+from artifact.confounds import architecture_facts, check_confounds
 from artifact.corpora import load_prompts
 from artifact.cost import cost_log
 from artifact.engines import choose_engine
 from artifact.errors import ArtifactError
 from artifact.measure.environment import capture_environment, noise_warnings, telemetry_snapshot
+from artifact.measure.tokens import measure_config_tokens
 from artifact.measure.trials import PhaseClock, TrialRunner, loaded_info_dict
 from artifact.models import resolve_model
 from artifact.plan import Plan, build_plan
@@ -23,6 +25,8 @@ from artifact.store import CONFIG_FILE, ENVIRONMENT_FILE, MODELS_FILE, RESULTS_F
 
 ENGINE_FILE = "engine.json"
 TELEMETRY_FILE = "telemetry.json"
+TOKENS_FILE = "tokens.json"
+CONFOUNDS_FILE = "confounds.json"
 
 
 class Progress(Protocol):
@@ -67,7 +71,7 @@ def _open_run(config: ExperimentConfig, output_root: Path, resume: Path | None) 
 
 
 def run_experiment(config: ExperimentConfig, *, output_root: Path, resume: Path | None = None,
-                   progress: Progress | None = None) -> RunOutcome:
+                   progress: Progress | None = None, data_mirror: Path | None = None) -> RunOutcome:
     progress = progress or SilentProgress()
     run, completed = _open_run(config, output_root, resume)
     run.write(CONFIG_FILE, {"fingerprint": config.fingerprint(), "written": utc_now(), "config": config.to_dict()})
@@ -78,11 +82,20 @@ def run_experiment(config: ExperimentConfig, *, output_root: Path, resume: Path 
     run.write(ENVIRONMENT_FILE, environment)
     plan = load_plan(config)
     handles = {model.name: resolve_model(model) for model in config.models}
+    confounds = check_confounds(config, {name: architecture_facts(handle) for name, handle in handles.items()})
+    run.write(CONFOUNDS_FILE, confounds)
+    for baseline, found in confounds.items():
+        if found["confounded"]:
+            progress.note(f"{baseline} is a confounded baseline: {found['summary']}")
     choice = choose_engine(config.engine)
     if choice.fallback_reason:
         progress.note(f"falling back to transformers: {choice.fallback_reason}")
     run.write(ENGINE_FILE, {"requested": config.engine.name, "used": choice.name, "fallback_reason": choice.fallback_reason})
     clock.record("prepare", time.perf_counter() - started)
+
+    started = time.perf_counter()
+    run.write(TOKENS_FILE, measure_config_tokens(config, get_claim(config.claim), mirror=data_mirror))
+    clock.record("tokens", time.perf_counter() - started)
 
     snapshots: list[dict[str, Any]] = []
     progress.start(plan.measured_generations, f"{config.name}: {len(config.models)} models x {config.trials.measured} trials")
@@ -111,8 +124,13 @@ def finalize(run: RunDirectory, *, clock: PhaseClock | None = None) -> dict[str,
     """
     stored = run.read(CONFIG_FILE)
     config = config_from_resolved(stored["config"])
+    tokens = run.read_optional(TOKENS_FILE)
+    reference_counts = None
+    if tokens:
+        reference_counts = tokens["per_document"][config.tokens.reference]["tokens"]
     started = time.perf_counter()
-    results = analyse(run.records(), config, get_claim(config.claim))
+    results = analyse(run.records(), config, get_claim(config.claim), token_counts=reference_counts,
+                      confounds=run.read_optional(CONFOUNDS_FILE))
     if clock is not None:
         clock.record("analysis", time.perf_counter() - started)
     models_loaded = run.read_optional(MODELS_FILE) or {}
@@ -123,6 +141,7 @@ def finalize(run: RunDirectory, *, clock: PhaseClock | None = None) -> dict[str,
         "config": stored["config"],
         "engine": run.read_optional(ENGINE_FILE),
         "models_loaded": models_loaded,
+        "token_efficiency": None if tokens is None else tokens["summary"],
         "environment": run.read_optional(ENVIRONMENT_FILE),
         "telemetry": run.read_optional(TELEMETRY_FILE) or [],
         "noise_warnings": noise_warnings(run.read_optional(ENVIRONMENT_FILE) or {},

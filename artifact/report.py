@@ -142,12 +142,16 @@ def render_reports(run_dir: Path, results: dict[str, Any]) -> list[Path]:
 
 def compile_pdf(tex: Path) -> Path | None:
     """Compile with a TeX engine when one is installed (the report is complete without it)."""
-    engine = shutil.which("lualatex") or shutil.which("xelatex")
+    # pdfLaTeX first: the report is ASCII apart from names, and it needs no system fonts (LuaLaTeX does).
+    engine = shutil.which("pdflatex") or shutil.which("lualatex")
     if engine is None:
         return None
     completed = subprocess.run([engine, "-interaction=nonstopmode", "-halt-on-error", tex.name], cwd=tex.parent,
                                capture_output=True, text=True, timeout=300, check=False)
+    for suffix in (".aux", ".out", ".log"):
+        tex.with_suffix(suffix).unlink(missing_ok=True)
     if completed.returncode != 0:
         (tex.parent / "report.pdf.log").write_text(completed.stdout[-20000:])
         return None
+    (tex.parent / "report.pdf.log").unlink(missing_ok=True)
     return tex.with_suffix(".pdf")

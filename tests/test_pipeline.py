@@ -125,3 +125,18 @@ def test_plan_command_prints_estimate() -> None:
     assert result.exit_code == 0, result.output
     assert "swallow-7b-nve" in result.output and "GPU-hours" in result.output
     assert "trial 1: llama-2-7b -> swallow-7b-nve -> swallow-7b" in result.output
+
+
+def test_validate_runs_a_registered_claim(tmp_path: Path, tiny_pair) -> None:
+    result = runner.invoke(app, ["validate", "R-2", "--config", "smoke", "--output", str(tmp_path), *SMALL,
+                                 "--set", "trials.modes=[\"latency\"]", "--set", "trials.warmup=0"])
+    assert result.exit_code == 0, result.output
+    assert "claim R-2" in result.output and "tiny-baseline" in result.output
+    assert len(list(tmp_path.iterdir())) == 1
+
+
+def test_validate_argument_errors() -> None:
+    result = runner.invoke(app, ["validate"])
+    assert result.exit_code == 2 and "registered claims: R-2" in result.output
+    result = runner.invoke(app, ["validate", "R-3"])
+    assert result.exit_code == 2 and "unknown claim 'R-3'" in result.output
