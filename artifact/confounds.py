@@ -40,6 +40,12 @@ def _first(config: Any, names: tuple[str, ...]) -> int | None:
     return None
 
 
+def _stored_dtype(config: Any) -> str:
+    # transformers 5 calls it `dtype`, 4.x `torch_dtype` (reading the old name in 5 prints a warning).
+    values = config.to_dict()
+    return str(values.get("dtype") or values.get("torch_dtype") or "unspecified").removeprefix("torch.")
+
+
 def architecture_facts(handle: ModelHandle, architecture_config: Any | None = None) -> ArchitectureFacts:
     """Shape and parameter count from the model's config, counted on the meta device (no memory used)."""
     import torch
@@ -71,7 +77,7 @@ def architecture_facts(handle: ModelHandle, architecture_config: Any | None = No
         vocab_size=int(config.vocab_size),
         parameter_count=int(parameters),
         embedding_parameters=int(embeddings),
-        dtype=str(getattr(config, "torch_dtype", None) or getattr(config, "dtype", None) or "unspecified").removeprefix("torch."),
+        dtype=_stored_dtype(config),
         shape=shape,
     )
 

@@ -23,9 +23,11 @@ _TEX_ESCAPES = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{":
                 "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}"}
 
 
-def fmt_number(value: float | None, digits: int = 4) -> str:
+def fmt_number(value: float | str | None, digits: int = 4) -> str:
     """Significant digits: ratios, rates and seconds all stay readable at one setting."""
-    return "n/a" if value is None else f"{value:.{digits}g}"
+    if value is None:
+        return "n/a"
+    return f"{value:.{digits}g}" if isinstance(value, (int, float)) else str(value)
 
 
 def fmt_interval(interval: dict[str, Any] | None, digits: int = 4) -> str:
