@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -140,3 +141,40 @@ def test_validate_argument_errors() -> None:
     assert result.exit_code == 2 and "registered claims: R-2" in result.output
     result = runner.invoke(app, ["validate", "R-3"])
     assert result.exit_code == 2 and "unknown claim 'R-3'" in result.output
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None and shutil.which("lualatex") is None,
+                    reason="no TeX engine installed (CI installs texlive-latex-base and texlive-latex-recommended)")
+def test_latex_report_compiles_to_pdf(smoke_run: Path) -> None:
+    pdf = smoke_run / "report.pdf"
+    assert pdf.is_file() and pdf.read_bytes().startswith(b"%PDF")
+    assert not (smoke_run / "report.pdf.log").exists()
+
+
+def test_resume_completes_an_interrupted_run_without_duplicates(tmp_path: Path, tiny_pair) -> None:
+    options = [*SMALL, "--set", "trials.modes=[\"latency\"]"]
+    result = runner.invoke(app, ["run", "smoke", "--output", str(tmp_path), *options])
+    assert result.exit_code == 0, result.output
+    (run_dir,) = tmp_path.iterdir()
+    rows = records(run_dir)
+    measured_ids = [row["record_id"] for row in rows if row["phase"] == "measure"]
+    # Simulate an interruption after the first 5 measured generations.
+    kept, seen = [], 0
+    for line in (run_dir / "trials.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        if row["phase"] == "measure":
+            seen += 1
+            if seen > 5:
+                continue
+        kept.append(line)
+    (run_dir / "trials.jsonl").write_text("\n".join(kept) + "\n")
+
+    result = runner.invoke(app, ["run", "smoke", "--resume", str(run_dir), *options])
+    assert result.exit_code == 0, result.output
+    resumed = [row["record_id"] for row in records(run_dir) if row["phase"] == "measure"]
+    assert sorted(resumed) == sorted(measured_ids)
+    sequences = [row["sequence"] for row in records(run_dir)]
+    assert len(set(sequences)) == len(sequences)
+
+    result = runner.invoke(app, ["run", "smoke", "--resume", str(run_dir), *options, "--set", "trials.measured=3"])
+    assert result.exit_code == 2 and "different config" in result.output

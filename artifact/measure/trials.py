@@ -67,7 +67,7 @@ class TrialRunner:
     def __init__(self, plan: Plan, handles: dict[str, ModelHandle], engine_factory: Callable[[], Engine],
                  run: RunDirectory, clock: PhaseClock, *, max_resident: int | None = None,
                  progress: ProgressCallback | None = None, completed: set[str] | None = None,
-                 snapshot: Callable[[str], None] | None = None) -> None:
+                 snapshot: Callable[[str], None] | None = None, sequence_start: int = 0) -> None:
         self.plan = plan
         self.handles = handles
         self.engine_factory = engine_factory
@@ -79,7 +79,7 @@ class TrialRunner:
         self.snapshot = snapshot or (lambda label: None)
         self.loaded: dict[str, Engine] = {}
         self.model_info: dict[str, LoadedModelInfo] = {}
-        self.sequence = 0
+        self.sequence = sequence_start  # continues the numbering of a resumed run
 
     def execute(self) -> dict[str, LoadedModelInfo]:
         try:
