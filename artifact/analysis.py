@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,11 +21,20 @@ RESULTS_SCHEMA_VERSION = 1
 PER_MODEL_METRICS = {
     "tokens_per_s": "output tokens / s",
     "ja_chars_per_s": "Japanese characters / s (measured)",
+    "ja_chars_per_s_projected": "Japanese characters / s (projected)",
     "tpot_s": "time per output token (s)",
     "ttft_s": "time to first token (s)",
     "e2e_s": "end-to-end time (s)",
 }
 RATIO_METRICS = ("ja_chars_per_s", "tokens_per_s")
+
+
+@dataclass(frozen=True)
+class ReferenceCorpus:
+    """Per-document characters and token counts (by model) of the corpus the projection uses."""
+
+    chars: Sequence[int]
+    tokens: Mapping[str, Sequence[int]]
 
 
 def measured_records(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
@@ -128,7 +138,7 @@ def verdict_entry(ratios: Mapping[str, Any], claim: Claim, *, all_real_weights: 
 
 
 def analyse(records: Sequence[Mapping[str, Any]], config: ExperimentConfig, claim: Claim, *,
-            token_counts: Mapping[str, Sequence[int]] | None = None,
+            reference: ReferenceCorpus | None = None,
             confounds: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
     """All numbers of results.json except the environment and the cost (added by the pipeline)."""
     kept = measured_records(records)
@@ -145,13 +155,15 @@ def analyse(records: Sequence[Mapping[str, Any]], config: ExperimentConfig, clai
         }
         for model in config.models
     }
+    if reference is not None:
+        _add_projected_rates(models, reference)
     all_real = all(model.weights == "real" for model in config.models)
     candidate = config.candidate
     comparisons = []
     for baseline in config.baselines:
         counts = None
-        if token_counts and candidate.name in token_counts and baseline.name in token_counts:
-            counts = (token_counts[candidate.name], token_counts[baseline.name])
+        if reference is not None and candidate.name in reference.tokens and baseline.name in reference.tokens:
+            counts = (reference.tokens[candidate.name], reference.tokens[baseline.name])
         confound = (confounds or {}).get(baseline.name, {})
         per_mode = {
             mode: compare(units[(candidate.name, mode)], units[(baseline.name, mode)], token_counts=counts, **stats_kwargs)
@@ -183,6 +195,25 @@ def analyse(records: Sequence[Mapping[str, Any]], config: ExperimentConfig, clai
         },
         "summary": plan_summary(comparisons, models, claim, candidate.name),
     }
+
+
+def _add_projected_rates(models: dict[str, Any], reference: ReferenceCorpus) -> None:
+    """Per model: tokens/s x characters per token of its own tokenizer on the reference corpus.
+
+    The interval is the tokens/s interval scaled by that constant; the tokenizer's own uncertainty enters
+    the projected *ratio*, where prompts and documents are resampled together."""
+    for name, model in models.items():
+        if name not in reference.tokens:
+            continue
+        chars_per_token = sum(reference.chars) / sum(reference.tokens[name])
+        model["chars_per_token_reference"] = chars_per_token
+        for metrics in model["metrics"].values():
+            rate = metrics.get("tokens_per_s")
+            if rate:
+                metrics["ja_chars_per_s_projected"] = {
+                    **rate, **{key: rate[key] * chars_per_token for key in ("estimate", "low", "high")},
+                    "method": f"{rate['method']} (tokens/s) x chars/token",
+                }
 
 
 def claim_summary(claim: Claim) -> dict[str, Any]:

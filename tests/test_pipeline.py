@@ -80,6 +80,13 @@ def test_results_json_has_verdict_metrics_and_cost(smoke_run: Path) -> None:
     for model in ("tiny-expanded", "tiny-baseline"):
         metrics = results["models"][model]["metrics"]["latency"]
         assert set(metrics) >= {"tokens_per_s", "ja_chars_per_s", "tpot_s", "ttft_s"}
+    tokens = json.loads((smoke_run / "tokens.json").read_text())["per_document"]["prompts"]["tokens"]
+    token_ratio = sum(tokens["tiny-baseline"]) / sum(tokens["tiny-expanded"])
+    projected = latency["ja_chars_per_s_projected"]
+    assert projected["estimate"] == pytest.approx(latency["tokens_per_s"]["estimate"] * token_ratio)
+    assert projected["low"] <= projected["estimate"] <= projected["high"]
+    assert results["models"]["tiny-expanded"]["metrics"]["latency"]["ja_chars_per_s_projected"]["estimate"] > 0
+    assert results["token_efficiency"]["corpora"][0]["corpus"] == "prompts"
     assert results["summary"]["validation_status"] == verdict["outcome"]
     assert results["summary"]["speedup_ratio"] == pytest.approx(verdict["ratio"]["estimate"])
     phases = {phase["phase"] for phase in results["cost"]["phases"]}
