@@ -37,8 +37,39 @@ class ReferenceCorpus:
     tokens: Mapping[str, Sequence[int]]
 
 
-def measured_records(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    return [record for record in records if record["phase"] == "measure" and not record.get("error")]
+def measured_records(records: Sequence[Mapping[str, Any]], variant: str = "default") -> list[Mapping[str, Any]]:
+    """Measured, successful generations of one engine-settings variant (records before variants were
+    introduced belong to "default")."""
+    return [record for record in records if record["phase"] == "measure" and not record.get("error")
+            and record.get("variant", "default") == variant]
+
+
+def ablation_summary(records: Sequence[Mapping[str, Any]], config: ExperimentConfig, *, seed: int, resamples: int,
+                     confidence: float) -> dict[str, Any]:
+    """Each ablation variant beside the default settings: tokens/s per model and mode, and the paired ratio
+    variant / default (the same prompts, the same trials)."""
+    variants = sorted({record.get("variant", "default") for record in records if record["phase"] == "measure"} - {"default"})
+    default = measured_records(records)
+    summary: dict[str, Any] = {}
+    for variant in variants:
+        changed = measured_records(records, variant)
+        rows = []
+        for model in config.models:
+            for mode in config.trials.modes:
+                base_units = unit_values(default, model.name, mode)
+                variant_units = unit_values(changed, model.name, mode)
+                varied, base = _paired(variant_units, base_units, "tokens_per_s")
+                if not varied.size:
+                    continue
+                rows.append({
+                    "model": model.name, "mode": mode,
+                    "default_tokens_per_s": median_ci(base, seed=seed, n_resamples=resamples, confidence=confidence).to_dict(),
+                    "variant_tokens_per_s": median_ci(varied, seed=seed, n_resamples=resamples, confidence=confidence).to_dict(),
+                    "ratio_variant_over_default": paired_ratio_of_means(varied, base, seed=seed, n_resamples=resamples,
+                                                                        confidence=confidence).to_dict(),
+                })
+        summary[variant] = rows
+    return summary
 
 
 def _record_metrics(record: Mapping[str, Any]) -> dict[str, float]:
@@ -193,6 +224,7 @@ def analyse(records: Sequence[Mapping[str, Any]], config: ExperimentConfig, clai
             "records_used": len(kept),
             "records_excluded": len(records) - len(kept),
         },
+        "ablations": ablation_summary(records, config, **stats_kwargs),
         "summary": plan_summary(comparisons, models, claim, candidate.name),
     }
 

@@ -11,7 +11,7 @@ import hashlib
 import json
 import re
 import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +152,18 @@ class ExperimentConfig:
         payload.pop("cost", None)
         payload.pop("analysis", None)
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+ABLATION_NO_CHUNKED_PREFILL = "no-chunked-prefill"
+
+
+def engine_variants(engine: EngineSettings) -> dict[str, EngineSettings]:
+    """The engine settings each run variant uses: "default", plus the chunked-prefill ablation when asked for
+    (it applies to vLLM; a run on transformers skips it and says so)."""
+    variants = {"default": engine}
+    if engine.vllm.ablate_chunked_prefill and engine.name in ("vllm", "auto"):
+        variants[ABLATION_NO_CHUNKED_PREFILL] = replace(engine, vllm=replace(engine.vllm, enable_chunked_prefill=False))
+    return variants
 
 
 def shipped_configs() -> list[str]:

@@ -9,13 +9,14 @@ from typing import Any, Protocol
 
 from artifact.analysis import ReferenceCorpus, analyse
 from artifact.claims import get_claim
-from artifact.config import ExperimentConfig, config_from_resolved
+from artifact.config import ExperimentConfig, config_from_resolved, engine_variants
 from artifact.confounds import architecture_facts, check_confounds
 from artifact.corpora import load_prompts
 from artifact.cost import cost_log
 from artifact.engines import EngineFactory
 from artifact.errors import ArtifactError
 from artifact.measure.environment import capture_environment, noise_warnings, telemetry_snapshot
+from artifact.measure.roofline import average_context, decode_rates, measure_copy_bandwidth, roofline_table
 from artifact.measure.tokens import measure_config_tokens
 from artifact.measure.trials import PhaseClock, TrialRunner, loaded_info_dict
 from artifact.models import resolve_model
@@ -26,6 +27,7 @@ from artifact.store import CONFIG_FILE, ENVIRONMENT_FILE, MODELS_FILE, RESULTS_F
 ENGINE_FILE = "engine.json"
 TELEMETRY_FILE = "telemetry.json"
 TOKENS_FILE = "tokens.json"
+BANDWIDTH_FILE = "bandwidth.json"
 CONFOUNDS_FILE = "confounds.json"
 
 
@@ -70,6 +72,28 @@ def _open_run(config: ExperimentConfig, output_root: Path, resume: Path | None) 
     return run, done
 
 
+def measure_device_bandwidth() -> dict[str, Any] | None:
+    """Copy bandwidth of the GPU, for the roofline (None on a machine without one)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    return measure_copy_bandwidth("cuda")
+
+
+def roofline(run: RunDirectory, models_loaded: dict[str, Any]) -> dict[str, Any] | None:
+    """Achieved decode tokens/s against the bandwidth limit of each model and mode (GPU runs only)."""
+    bandwidth = run.read_optional(BANDWIDTH_FILE)
+    if not bandwidth or not models_loaded:
+        return None
+    records = run.records()
+    measured = [record for record in records if record["phase"] == "measure" and not record.get("error")]
+    batch = {record["mode"]: record["batch_size"] for record in measured}
+    context = average_context(records)
+    return {"bandwidth": bandwidth, "context_tokens": context,
+            "rows": roofline_table(models_loaded, decode_rates(records), bandwidth, context, batch)}
+
+
 def run_experiment(config: ExperimentConfig, *, output_root: Path, resume: Path | None = None,
                    progress: Progress | None = None, data_mirror: Path | None = None) -> RunOutcome:
     progress = progress or SilentProgress()
@@ -80,6 +104,9 @@ def run_experiment(config: ExperimentConfig, *, output_root: Path, resume: Path 
     started = time.perf_counter()
     environment = capture_environment()
     run.write(ENVIRONMENT_FILE, environment)
+    bandwidth = measure_device_bandwidth()
+    if bandwidth is not None:
+        run.write(BANDWIDTH_FILE, bandwidth)
     plan = load_plan(config)
     handles = {model.name: resolve_model(model) for model in config.models}
     confounds = check_confounds(config, {name: architecture_facts(handle) for name, handle in handles.items()})
@@ -106,6 +133,8 @@ def run_experiment(config: ExperimentConfig, *, output_root: Path, resume: Path 
     progress.start(plan.measured_generations, f"{config.name}: {len(config.models)} models x {config.trials.measured} trials")
     runner = TrialRunner(
         plan, handles, engines, run, clock,
+        variants=engine_variants(config.engine),
+        variant_applies=lambda variant: variant == "default" or engines.name == "vllm",
         max_resident=engines.max_resident_models,
         progress=lambda label, count: progress.advance(label, count) if label.startswith("measure") else None,
         completed=completed,
@@ -118,6 +147,9 @@ def run_experiment(config: ExperimentConfig, *, output_root: Path, resume: Path 
         snapshots.append(telemetry_snapshot("after trials"))
         run.write(TELEMETRY_FILE, snapshots)
     run.write(MODELS_FILE, loaded_info_dict(infos))
+    if runner.skipped_variants:
+        progress.note(f"ablation skipped (it applies to vLLM, the run used {engines.name}): {runner.skipped_variants}")
+        run.write(ENGINE_FILE, {**engines.record(), "skipped_variants": runner.skipped_variants})
 
     return RunOutcome(run, finalize(run, clock=clock))
 
@@ -154,6 +186,7 @@ def finalize(run: RunDirectory, *, clock: PhaseClock | None = None) -> dict[str,
         "noise_warnings": noise_warnings(run.read_optional(ENVIRONMENT_FILE) or {},
                                                       run.read_optional(TELEMETRY_FILE) or []),
         "cost": cost_log(run.phases(), config, accelerator=accelerator),
+        "roofline": roofline(run, models_loaded),
     })
     run.write(RESULTS_FILE, results)
     render_reports(run.path, results)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from artifact.config import ExperimentConfig
+from artifact.config import ExperimentConfig, engine_variants
 from artifact.corpora import Prompt
 from artifact.engines.base import GenerationRequest
 
@@ -20,15 +20,17 @@ class Block:
     model: str
     mode: str
     requests: tuple[GenerationRequest, ...]
+    variant: str = "default"  # engine-settings variant (an ablation re-runs models with one setting changed)
 
     @property
     def key(self) -> str:
-        return f"{self.phase}-t{self.trial}-{self.model}-{self.mode}"
+        suffix = "" if self.variant == "default" else f"-{self.variant}"
+        return f"{self.phase}-t{self.trial}-{self.model}-{self.mode}{suffix}"
 
 
 @dataclass(frozen=True)
 class Plan:
-    warmups: dict[str, tuple[Block, ...]]  # by model: run after each load of that model, records kept apart
+    warmups: dict[tuple[str, str], tuple[Block, ...]]  # by (model, variant): run after each load, kept apart
     measured: tuple[Block, ...]
     model_order_by_trial: tuple[tuple[str, ...], ...]
 
@@ -52,10 +54,12 @@ def model_order(names: list[str], trial: int) -> tuple[str, ...]:
     return tuple(names if trial % 2 == 0 else reversed(names))
 
 
-def _requests(config: ExperimentConfig, prompts: list[Prompt], phase: str, trial: int, model: str, mode: str) -> tuple[GenerationRequest, ...]:
+def _requests(config: ExperimentConfig, prompts: list[Prompt], phase: str, trial: int, model: str, mode: str,
+              variant: str = "default") -> tuple[GenerationRequest, ...]:
+    tag = "" if variant == "default" else f"-{variant}"
     return tuple(
         GenerationRequest(
-            request_id=f"{phase}-t{trial}-{model}-{mode}-{prompt.id}",
+            request_id=f"{phase}-t{trial}-{model}-{mode}{tag}-{prompt.id}",
             prompt_id=prompt.id,
             prompt=prompt.text,
             max_new_tokens=config.generation.max_new_tokens,
@@ -75,19 +79,23 @@ def build_plan(config: ExperimentConfig, prompts: list[Prompt]) -> Plan:
     chosen = selected_prompts(config, prompts)
     names = [model.name for model in config.models]
     orders = tuple(model_order(names, trial) for trial in range(config.trials.measured))
+    variants = list(engine_variants(config.engine))
+    # The main trials first, then each ablation variant with the same alternating structure.
     measured = tuple(
-        Block("measure", trial, model, mode, _requests(config, chosen, "measure", trial, model, mode))
+        Block("measure", trial, model, mode, _requests(config, chosen, "measure", trial, model, mode, variant), variant)
+        for variant in variants
         for trial, order in enumerate(orders)
         for model in order
         for mode in config.trials.modes
     )
     warmup_prompts = chosen[: config.trials.warmup_prompts] if config.trials.warmup_prompts else chosen
     warmups = {
-        model: tuple(
-            Block("warmup", trial, model, mode, _requests(config, warmup_prompts, "warmup", trial, model, mode))
+        (model, variant): tuple(
+            Block("warmup", trial, model, mode, _requests(config, warmup_prompts, "warmup", trial, model, mode, variant), variant)
             for trial in range(config.trials.warmup)
             for mode in config.trials.modes
         )
         for model in names
+        for variant in variants
     }
     return Plan(warmups=warmups, measured=measured, model_order_by_trial=orders)

@@ -27,7 +27,7 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory, tiny_pair) -> Path:
 
 
 def records(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "trials.jsonl").read_text().splitlines()]
+    return [json.loads(line) for line in (run_dir / "trials.jsonl").read_text().split("\n") if line]
 
 
 def test_records_have_forced_lengths_and_counts(smoke_run: Path) -> None:
@@ -167,7 +167,7 @@ def test_resume_completes_an_interrupted_run_without_duplicates(tmp_path: Path, 
     measured_ids = [row["record_id"] for row in rows if row["phase"] == "measure"]
     # Simulate an interruption after the first 5 measured generations.
     kept, seen = [], 0
-    for line in (run_dir / "trials.jsonl").read_text().splitlines():
+    for line in (run_dir / "trials.jsonl").read_text().split("\n")[:-1]:
         row = json.loads(line)
         if row["phase"] == "measure":
             seen += 1
@@ -185,3 +185,23 @@ def test_resume_completes_an_interrupted_run_without_duplicates(tmp_path: Path, 
 
     result = runner.invoke(app, ["run", "smoke", "--resume", str(run_dir), *options, "--set", "trials.measured=3"])
     assert result.exit_code == 2 and "different config" in result.output
+
+
+def test_roofline_section_appears_when_the_run_measured_bandwidth(smoke_run: Path) -> None:
+    from artifact.measure.roofline import measure_copy_bandwidth
+
+    bandwidth = measure_copy_bandwidth("cpu", gigabytes=0.05, repeats=3)
+    (smoke_run / "bandwidth.json").write_text(json.dumps(bandwidth))
+    try:
+        result = runner.invoke(app, ["report", str(smoke_run)])
+        assert result.exit_code == 0, result.output
+        results = json.loads((smoke_run / "results.json").read_text())
+        rows = results["roofline"]["rows"]
+        assert {(row["model"], row["mode"]) for row in rows} == {
+            (model, mode) for model in ("tiny-expanded", "tiny-baseline") for mode in ("latency", "throughput")}
+        for row in rows:
+            assert row["percent_of_roofline"] == pytest.approx(100 * row["achieved_tokens_per_s"] / row["roofline_tokens_per_s"])
+        assert "## Roofline" in (smoke_run / "report.md").read_text()
+    finally:
+        (smoke_run / "bandwidth.json").unlink()
+        runner.invoke(app, ["report", str(smoke_run)])

@@ -89,8 +89,9 @@ class EngineFactory:
         # fallback (transformers then just reloads more often), so the runner's limit is fixed up front.
         self.max_resident_models: int | None = getattr(choice.engine_class, "max_resident_models", None)
 
-    def __call__(self) -> Engine:
-        engine = self.engine_class(self.settings)
+    def __call__(self, settings: EngineSettings | None = None) -> Engine:
+        """A new engine with the run's settings, or with a variant's (an ablation changes one setting)."""
+        engine = self.engine_class(settings or self.settings)
         return _FirstLoad(engine, self) if self._undecided else engine
 
     def record(self) -> dict[str, Any]:

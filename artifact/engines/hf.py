@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import resource
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -15,6 +17,10 @@ from artifact.errors import EngineError
 from artifact.tokenization import load_tokenizer
 
 _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+
+
+def peak_rss_bytes() -> int:
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # Linux reports KiB
 
 
 def pick_device(requested: str) -> torch.device:
@@ -69,6 +75,14 @@ def describe_model(model: torch.nn.Module, name: str, local_path: str, device: t
     )
 
 
+def _inductor_requested() -> bool:
+    """On a GPU the decode step is compiled with torch.compile (inductor, no cudagraphs) before capture: measured
+    on an H200, 64% of the roofline against 46% for the captured eager kernels (docs/performance.md).
+    R2_STATIC_DECODE_INDUCTOR=0 turns it off (capture only). On a CPU the step always runs eagerly."""
+    choice = os.environ.get("R2_STATIC_DECODE_INDUCTOR")
+    return torch.cuda.is_available() if choice is None else choice == "1"
+
+
 class TransformersEngine(Engine):
     name = "transformers"
 
@@ -78,15 +92,20 @@ class TransformersEngine(Engine):
         self.dtype = pick_dtype(settings.dtype, self.device)
         self.model: Any = None
         self.tokenizer: Any = None
+        self.decoder: Any = None
+        self.memory: dict[str, Any] | None = None
 
     def load(self, model: ModelHandle) -> LoadedModelInfo:
         where = str(model.local_path or model.source)
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
         try:
             self.tokenizer = load_tokenizer(model.tokenizer_source, model.revision)
             if model.synthetic:
+                from artifact.architectures import synthetic_model
+
                 config = AutoConfig.from_pretrained(where, revision=model.revision)
-                with torch.device(self.device):
-                    self.model = AutoModelForCausalLM.from_config(config, dtype=self.dtype)
+                self.model = synthetic_model(config, self.device, self.dtype)
             else:
                 self.model = AutoModelForCausalLM.from_pretrained(where, revision=model.revision, dtype=self.dtype)
                 self.model.to(self.device)
@@ -100,8 +119,45 @@ class TransformersEngine(Engine):
             # Llama has no pad token; any id works for left padding because the attention mask hides it.
             self.tokenizer.pad_token = self.tokenizer.unk_token or self.tokenizer.eos_token
         self.tokenizer.padding_side = "left"
+        self.decoder = None
+        if getattr(self.settings.transformers, "compile", False):
+            from artifact.engines.static_decode import StaticDecoder
+
+            self.decoder = StaticDecoder(self.model, eos_token_ids=self._eos_ids(), inductor=_inductor_requested() and self.device.type == "cuda")
         info = describe_model(self.model, model.name, where, self.device)
-        return LoadedModelInfo(**{**info.__dict__, "settings": self.describe()})
+        notes = list(info.notes)
+        if model.synthetic:
+            notes.append(
+                f"synthetic weights: random N(0, 0.02) values in the exact shapes of {model.source} (config {where}); "
+                "tokens/s is faithful (forced lengths), generated text is meaningless, characters/s comes only "
+                "from the projection"
+            )
+        self.memory = {"weights_bytes": float(info.weight_bytes)}
+        self._note_peak_memory()
+        return LoadedModelInfo(**{**info.__dict__, "settings": self.describe(), "notes": tuple(notes),
+                                  "memory": self.memory})
+
+    def _note_peak_memory(self) -> None:
+        """Peak memory so far, into the dict the LoadedModelInfo holds (updated again at close(), after the trials)."""
+        # Numbers only (the report formats each value); what peak_bytes measures is in describe()["peak_memory"].
+        if self.device.type == "cuda":
+            self.memory["peak_bytes"] = float(torch.cuda.max_memory_allocated(self.device))
+        else:
+            self.memory["peak_bytes"] = float(peak_rss_bytes())
+
+    def _eos_ids(self) -> list[int]:
+        # The same EOS the eager path's GenerationConfig forbids before min_new_tokens (= max_new_tokens).
+        ids = [] if self.tokenizer.eos_token_id is None else [int(self.tokenizer.eos_token_id)]
+        return [i for i in ids if 0 <= i < int(self.model.config.vocab_size)]
+
+    def prepare(self, batch_sizes: Sequence[int], prompt_tokens: int, max_new_tokens: int) -> list[dict[str, Any]]:
+        """Optional hook (call it untimed, as warm-up): capture the decode step for these batch sizes ahead."""
+        if self.decoder is None:
+            return []
+        before = len(self.decoder.events)
+        for batch in batch_sizes:
+            self.decoder.prepare(batch, prompt_tokens + max_new_tokens)
+        return self.decoder.events[before:]
 
     def _generation_config(self, max_new_tokens: int, temperature: float) -> GenerationConfig:
         sampling = temperature > 0
@@ -125,6 +181,8 @@ class TransformersEngine(Engine):
             raise EngineError("one generate() call must use one generation length")
         batch = self.tokenizer([request.prompt for request in requests], return_tensors="pt", padding=True)
         batch = {key: value.to(self.device) for key, value in batch.items()}
+        if self.decoder is not None:
+            return self._generate_static(requests, batch)
         torch.manual_seed(first.seed)
         clock = _FirstTokenClock(self.synchronize)
         started = time.perf_counter()
@@ -151,14 +209,50 @@ class TransformersEngine(Engine):
             for index, request in enumerate(requests)
         ]
 
+    def _generate_static(self, requests: Sequence[GenerationRequest], batch: dict[str, Any]) -> list[GenerationOutput]:
+        """The fast path (engine.transformers.compile = true): static cache + captured decode step."""
+        first = requests[0]
+        first_token_at: list[float] = []
+
+        def first_token() -> None:
+            self.synchronize()
+            first_token_at.append(time.perf_counter())
+
+        started = time.perf_counter()
+        new_tokens = self.decoder.generate(batch["input_ids"], batch["attention_mask"], first.max_new_tokens,
+                                           temperature=first.temperature, seed=first.seed, on_first_token=first_token)
+        rows = new_tokens.tolist()
+        self.synchronize()
+        finished = time.perf_counter() - started
+        prompt_lengths = batch["attention_mask"].sum(dim=1).tolist()
+        first_token_s = first_token_at[0] - started if first_token_at else None
+        return [
+            GenerationOutput(
+                request_id=request.request_id,
+                prompt_tokens=int(prompt_lengths[index]),
+                output_token_ids=tuple(rows[index]),
+                first_token_s=first_token_s,
+                finished_s=finished,
+            )
+            for index, request in enumerate(requests)
+        ]
+
     def decode(self, token_ids: Sequence[int]) -> str:
-        return self.tokenizer.decode(list(token_ids), skip_special_tokens=True)
+        # A synthetic model may use a larger vocabulary than the tokenizer it was given (Swallow shape, Llama 2
+        # tokenizer): ids the tokenizer does not know have no text, so they are left out of the characters.
+        known = len(self.tokenizer)
+        return self.tokenizer.decode([i for i in token_ids if i < known], skip_special_tokens=True)
 
     def synchronize(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
     def close(self) -> None:
+        if self.model is not None and getattr(self, "memory", None) is not None:
+            self._note_peak_memory()
+        if getattr(self, "decoder", None) is not None:
+            self.decoder.release()
+        self.decoder = None
         self.model = None
         self.tokenizer = None
         if self.device.type == "cuda":
@@ -174,4 +268,20 @@ class TransformersEngine(Engine):
             "device": str(self.device),
             "dtype": str(self.dtype).removeprefix("torch."),
             "generation": "model.generate, greedy unless temperature > 0, min_new_tokens = max_new_tokens",
+            "peak_memory": "peak_bytes = torch.cuda.max_memory_allocated since load (weights, KV cache, activations)"
+                           if self.device.type == "cuda" else
+                           "peak_bytes = peak RSS of this process (resource.getrusage ru_maxrss; includes earlier models)",
+        } | self._fast_path_description()
+
+    def _fast_path_description(self) -> dict[str, Any]:
+        if not getattr(self.settings.transformers, "compile", False):
+            return {}
+        decoder = getattr(self, "decoder", None)
+        graph = self.device.type == "cuda"
+        return {
+            "generation": "static decode: transformers modelling code + StaticCache; prefill eager; decode step "
+                          + ("captured in a CUDA graph" if graph else "eager (no CUDA on this device)")
+                          + (" after torch.compile (inductor, no cudagraphs)" if graph and _inductor_requested() else "")
+                          + "; greedy unless temperature > 0 (seeded sampling); EOS masked so length = max_new_tokens",
+            "decode_captures": [] if decoder is None else list(decoder.events),
         }

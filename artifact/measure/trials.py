@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from artifact.config import EngineSettings
 from artifact.engines.base import Engine, GenerationOutput, GenerationRequest, LoadedModelInfo, ModelHandle
 from artifact.errors import LengthMismatchError
 from artifact.plan import Block, Plan
@@ -43,6 +44,7 @@ def build_record(block: Block, request: GenerationRequest, output: GenerationOut
         "trial": block.trial,
         "model": block.model,
         "mode": block.mode,
+        "variant": block.variant,
         "engine": engine_name,
         "prompt_id": request.prompt_id,
         "batch_size": batch_size,
@@ -64,20 +66,24 @@ def build_record(block: Block, request: GenerationRequest, output: GenerationOut
 class TrialRunner:
     """Runs a plan. Engines are created per model by `engine_factory`; at most `max_resident` stay loaded."""
 
-    def __init__(self, plan: Plan, handles: dict[str, ModelHandle], engine_factory: Callable[[], Engine],
-                 run: RunDirectory, clock: PhaseClock, *, max_resident: int | None = None,
+    def __init__(self, plan: Plan, handles: dict[str, ModelHandle], engine_factory: Callable[[EngineSettings], Engine],
+                 run: RunDirectory, clock: PhaseClock, *, variants: dict[str, EngineSettings],
+                 variant_applies: Callable[[str], bool] = lambda variant: True, max_resident: int | None = None,
                  progress: ProgressCallback | None = None, completed: set[str] | None = None,
                  snapshot: Callable[[str], None] | None = None, sequence_start: int = 0) -> None:
         self.plan = plan
         self.handles = handles
         self.engine_factory = engine_factory
+        self.variants = variants
+        self.variant_applies = variant_applies
+        self.skipped_variants: dict[str, int] = {}
         self.run = run
         self.clock = clock
         self.max_resident = max_resident
         self.progress = progress or (lambda label, count: None)
         self.completed = completed or set()
         self.snapshot = snapshot or (lambda label: None)
-        self.loaded: dict[str, Engine] = {}
+        self.loaded: dict[tuple[str, str], Engine] = {}
         self.model_info: dict[str, LoadedModelInfo] = {}
         self.sequence = sequence_start  # continues the numbering of a resumed run
 
@@ -87,7 +93,11 @@ class TrialRunner:
                 if all(request.request_id in self.completed for request in block.requests):
                     self.progress(block.key, len(block.requests))
                     continue
-                engine = self._engine_for(block.model)
+                if not self.variant_applies(block.variant):
+                    self.skipped_variants[block.variant] = self.skipped_variants.get(block.variant, 0) + len(block.requests)
+                    self.progress(block.key, len(block.requests))
+                    continue
+                engine = self._engine_for(block.model, block.variant)
                 self.snapshot(f"before {block.key}")
                 started = time.perf_counter()
                 self._run_block(engine, block)
@@ -97,27 +107,29 @@ class TrialRunner:
                 self._unload(name)
         return self.model_info
 
-    def _engine_for(self, model: str) -> Engine:
-        if model in self.loaded:
-            engine = self.loaded.pop(model)
-            self.loaded[model] = engine  # most recently used goes last
+    def _engine_for(self, model: str, variant: str) -> Engine:
+        key = (model, variant)
+        if key in self.loaded:
+            engine = self.loaded.pop(key)
+            self.loaded[key] = engine  # most recently used goes last
             return engine
         while self.max_resident is not None and len(self.loaded) >= self.max_resident:
             self._unload(next(iter(self.loaded)))
-        engine = self.engine_factory()
+        engine = self.engine_factory(self.variants[variant])
         started = time.perf_counter()
         info = engine.load(self.handles[model])
-        self.clock.record("load", time.perf_counter() - started, model=model)
-        self.model_info[model] = info
-        self.loaded[model] = engine
+        self.clock.record("load", time.perf_counter() - started, model=model, variant=variant)
+        if variant == "default":
+            self.model_info[model] = info
+        self.loaded[key] = engine
         started = time.perf_counter()
-        for block in self.plan.warmups[model]:
+        for block in self.plan.warmups[key]:
             self._run_block(engine, block)
-        self.clock.record("warmup", time.perf_counter() - started, model=model)
+        self.clock.record("warmup", time.perf_counter() - started, model=model, variant=variant)
         return engine
 
-    def _unload(self, model: str) -> None:
-        self.loaded.pop(model).close()
+    def _unload(self, key: tuple[str, str]) -> None:
+        self.loaded.pop(key).close()
 
     def _timed_generate(self, engine: Engine, requests: list[GenerationRequest]) -> tuple[list[GenerationOutput], float]:
         engine.synchronize()

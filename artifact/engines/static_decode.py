@@ -1,0 +1,216 @@
+"""The fast decode path of the transformers engine: the same modelling code and StaticCache, the decode step
+replayed from a CUDA graph.
+
+Why: eager `generate()` at batch 1 spends ~90% of its time launching ~1,000 small kernels per token from Python
+(r2-claim.md: 33 tokens/s against a ~315 tokens/s bandwidth roofline). The maths is fine; the launches are not.
+
+How (one "slot" per batch size and cache-length bucket):
+- a transformers `StaticCache` of fixed shape (batch, bucket of prompt width + new tokens, rounded up to 64);
+- static device buffers for the step's inputs (token ids, per-row positions), the key mask base and the logits;
+- one decode step = `model(...)` on those buffers with an explicit 4-D boolean mask built inside the step from
+  the cache's own on-device write counter (`cumulative_length`), then EOS masked out (forced length: min = max),
+  then argmax written back into the input buffer, then positions += 1. Every input of the next step is thus
+  produced on the device by the previous one, so the step has no host synchronisation and is captured once into
+  a `torch.cuda.CUDAGraph` (a manual graph, not torch.compile's "reduce-overhead": that one hands back outputs
+  that its next replay overwrites, the failure r2-claim.md records; here the graph writes into our own buffers);
+- prefill runs eagerly (variable prompt widths, one call per request), and its end is the first-token time.
+Sampling (temperature > 0) replays the same graph for the logits and draws with a seeded device generator
+between replays. Optional `inductor=True` compiles the step with torch.compile (no cudagraphs) before capture:
+fused norms/rotary kernels, at tens of seconds of compile per shape.
+
+On a CPU (tests, CI) the same step function runs without capture: identical code path, eager kernels.
+Left padding: each row has its own positions (count of its real tokens) and its padded key slots stay masked;
+padded query rows in prefill see their own causal prefix so no softmax row is empty.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+LENGTH_BUCKET = 64
+MIN_CACHE_LEN = 512  # one cache length for every prompt of the benchmark: one capture (and compile) per batch size
+BATCH_BUCKET = 32  # batches of 2..32 rows run as 32 (padding rows discarded), as vLLM pads to captured sizes
+
+
+def bucket_length(tokens: int, bucket: int = LENGTH_BUCKET) -> int:
+    return max(MIN_CACHE_LEN, -(-tokens // bucket) * bucket)
+
+
+def bucket_batch(rows: int) -> int:
+    return 1 if rows == 1 else -(-rows // BATCH_BUCKET) * BATCH_BUCKET
+
+
+@dataclass
+class _Slot:
+    batch: int
+    length: int
+    greedy: bool
+    cache: Any
+    ids: torch.Tensor  # (B, 1) the token fed to the next step; the step writes its argmax here
+    positions: torch.Tensor  # (B, 1) rotary position of that token, per row
+    key_base: torch.Tensor  # (B, L) True where a key slot may be attended once written (real prompt or generated)
+    key_index: torch.Tensor  # (L,)
+    logits: torch.Tensor  # (B, V) the last step's logits (for sampling)
+    graph: Any = None
+    capture_s: float = 0.0
+    steps: Callable[[], None] | None = field(default=None, repr=False)
+
+
+class StaticDecoder:
+    """Forced-length decoding with a static cache and a captured decode step. One instance per loaded model."""
+
+    def __init__(self, model: torch.nn.Module, *, eos_token_ids: list[int], cuda_graph: bool | None = None,
+                 inductor: bool = False) -> None:
+        self.model = model
+        self.device = next(model.parameters()).device
+        self.dtype = next(model.parameters()).dtype
+        self.cuda_graph = self.device.type == "cuda" if cuda_graph is None else cuda_graph
+        self.inductor = inductor
+        self.eos = torch.tensor(sorted(set(eos_token_ids)), dtype=torch.long, device=self.device)
+        self.slots: dict[tuple[int, int, bool], _Slot] = {}
+        self.pool = torch.cuda.graph_pool_handle() if self.cuda_graph else None
+        self.events: list[dict[str, Any]] = []  # capture/compile costs, for the cost log
+        self._forward = self._compiled_forward() if inductor else self._eager_forward
+
+    # -- the step -------------------------------------------------------------------------------------------
+    def _eager_forward(self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor, cache: Any) -> torch.Tensor:
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                         use_cache=True, logits_to_keep=1)
+        return out.logits[:, -1, :]
+
+    def _compiled_forward(self) -> Callable[..., torch.Tensor]:
+        import torch._dynamo
+
+        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+        return torch.compile(self._eager_forward, dynamic=False, fullgraph=False)
+
+    def _step(self, slot: _Slot) -> None:
+        written = slot.cache.layers[0].cumulative_length  # on-device count of filled cache slots = this token's slot
+        mask = (slot.key_base & (slot.key_index <= written)).view(slot.batch, 1, 1, slot.length)
+        logits = self._forward(slot.ids, slot.positions, mask, slot.cache)
+        logits = logits.index_fill(-1, self.eos, float("-inf"))  # forced length: EOS is never chosen (min = max)
+        slot.logits.copy_(logits)
+        if slot.greedy:
+            slot.ids.copy_(logits.argmax(dim=-1, keepdim=True))
+        slot.positions.add_(1)
+
+    # -- slots ----------------------------------------------------------------------------------------------
+    def _new_slot(self, batch: int, length: int, greedy: bool) -> _Slot:
+        from transformers import StaticCache
+
+        config = self.model.config
+        with torch.device(self.device):
+            cache = StaticCache(config=config, max_cache_len=length)
+            slot = _Slot(
+                batch=batch, length=length, greedy=greedy, cache=cache,
+                ids=torch.zeros(batch, 1, dtype=torch.long),
+                positions=torch.zeros(batch, 1, dtype=torch.long),
+                key_base=torch.ones(batch, length, dtype=torch.bool),
+                key_index=torch.arange(length),
+                logits=torch.zeros(batch, int(config.vocab_size), dtype=self.dtype),
+            )
+        return slot
+
+    def _reset(self, slot: _Slot) -> None:
+        """Rewind the cache in place (same tensors: the graph holds their addresses). Stale keys stay masked."""
+        for layer in slot.cache.layers:
+            if getattr(layer, "is_initialized", False):
+                layer.cumulative_length.zero_()
+
+    def prepare(self, batch: int, total_tokens: int, greedy: bool = True) -> _Slot:
+        """Allocate the slot for (batch, bucket(total_tokens)) and capture its step; idempotent. Not timed work."""
+        key = (batch, bucket_length(total_tokens), greedy)
+        slot = self.slots.get(key)
+        if slot is not None:
+            return slot
+        started = time.perf_counter()
+        slot = self._new_slot(batch, key[1], greedy)
+        with torch.inference_mode():
+            # A one-token prefill initialises the cache tensors (transformers allocates them on first update).
+            self._prefill(slot, torch.ones(batch, 1, dtype=torch.long, device=self.device),
+                          torch.ones(batch, 1, dtype=torch.long, device=self.device))
+            if self.cuda_graph:
+                stream = torch.cuda.Stream(self.device)
+                stream.wait_stream(torch.cuda.current_stream(self.device))
+                with torch.cuda.stream(stream):
+                    for _ in range(3 if self.inductor else 2):  # compile (if any), cuBLAS handles, allocator warm-up
+                        self._step(slot)
+                torch.cuda.current_stream(self.device).wait_stream(stream)
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph, pool=self.pool):
+                    self._step(slot)
+                slot.graph = graph
+            elif self.inductor:
+                self._step(slot)
+            self._reset(slot)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        slot.capture_s = time.perf_counter() - started
+        self.events.append({"batch": batch, "cache_len": key[1], "greedy": greedy, "seconds": round(slot.capture_s, 3),
+                            "cuda_graph": self.cuda_graph, "inductor": self.inductor})
+        self.slots[key] = slot
+        return slot
+
+    def release(self) -> None:
+        self.slots.clear()
+
+    # -- generation -----------------------------------------------------------------------------------------
+    def _prefill(self, slot: _Slot, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        batch, width = input_ids.shape
+        self._reset(slot)
+        real = attention_mask.bool()
+        slot.key_base[:, :width].copy_(real)
+        slot.key_base[:, width:].fill_(True)
+        query_index = torch.arange(width, device=self.device)
+        causal = slot.key_index[None, :] <= query_index[:, None]  # (P, L)
+        allowed = causal[None] & (slot.key_base[:, None, :] | ~real[:, :, None])  # padded queries: own prefix
+        positions = (attention_mask.long().cumsum(dim=1) - 1).clamp(min=0)
+        logits = self._eager_forward(input_ids, positions, allowed[:, None], slot.cache)
+        slot.positions.copy_(attention_mask.long().sum(dim=1, keepdim=True))
+        return logits.index_fill(-1, self.eos, float("-inf"))
+
+    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int, *,
+                 temperature: float = 0.0, seed: int = 0,
+                 on_first_token: Callable[[], None] | None = None) -> torch.Tensor:
+        """Exactly `max_new_tokens` new tokens per row, (B, max_new_tokens) on the device."""
+        rows, width = input_ids.shape
+        batch = bucket_batch(rows) if self.cuda_graph else rows
+        if batch > rows:  # padding rows: one real token each, outputs dropped
+            filler = torch.zeros(batch - rows, width, dtype=input_ids.dtype, device=self.device)
+            filler[:, -1] = 1
+            input_ids = torch.cat([input_ids, filler])
+            attention_mask = torch.cat([attention_mask, (filler > 0).to(attention_mask.dtype)])
+        greedy = temperature <= 0
+        slot = self.prepare(batch, width + max_new_tokens, greedy)
+        generator = None
+        if not greedy:
+            generator = torch.Generator(device=self.device)
+            generator.manual_seed(seed)
+        out = torch.empty(batch, max_new_tokens, dtype=torch.long, device=self.device)
+        with torch.inference_mode():
+            logits = self._prefill(slot, input_ids, attention_mask)
+            slot.ids.copy_(self._choose(logits, temperature, generator))
+            out[:, :1].copy_(slot.ids)
+            if on_first_token is not None:
+                on_first_token()
+            for index in range(1, max_new_tokens):
+                if slot.graph is not None:
+                    slot.graph.replay()
+                else:
+                    self._step(slot)
+                if not greedy:
+                    slot.ids.copy_(self._choose(slot.logits, temperature, generator))
+                out[:, index : index + 1].copy_(slot.ids)
+        return out[:rows]
+
+    @staticmethod
+    def _choose(logits: torch.Tensor, temperature: float, generator: torch.Generator | None) -> torch.Tensor:
+        if temperature <= 0:
+            return logits.argmax(dim=-1, keepdim=True)
+        probs = torch.softmax(logits.float() / temperature, dim=-1)
+        return torch.multinomial(probs, 1, generator=generator)

@@ -1,0 +1,243 @@
+"""GPU benchmark of the transformers engine's fast decode path against the bandwidth roofline.
+
+Prints: the device, the measured copy bandwidth, then per model and mode the achieved decode tokens/s, the
+roofline and the percentage; eager `generate()` for comparison; a greedy-token equality check of the fast path
+against eager `generate()` (float32, small synthetic model, batch 1 and a left-padded batch); optionally the
+wall time of a full `artifact run` with its verdicts and cost log. Writes everything as JSON to --out.
+
+    PYTHONPATH=. python3 scripts/bench_gpu.py --tokenizer .device-data/data/tokenizers/llama-2/tokenizer.model \
+        --out $OUT/bench.json [--full-run CONFIG.toml --data-mirror .device-data/data]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from artifact.architectures import architecture_dict, build_config, synthetic_model  # noqa: E402
+from artifact.engines.static_decode import StaticDecoder  # noqa: E402
+from artifact.measure.roofline import measure_copy_bandwidth, roofline_tokens_per_s  # noqa: E402
+
+
+def environment() -> dict[str, Any]:
+    import transformers
+
+    info: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "python": platform.python_version(),
+                            "torch": torch.__version__, "transformers": transformers.__version__,
+                            "cuda": torch.version.cuda}
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        info.update(gpu=props.name, gpu_memory_gib=round(props.total_memory / 2**30, 1), sms=props.multi_processor_count)
+        try:
+            info["driver"] = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                                            capture_output=True, text=True, timeout=30).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            info["driver"] = None
+    return info
+
+
+def model_info(model: torch.nn.Module) -> dict[str, Any]:
+    config = model.config
+    return {
+        "weight_bytes": sum(p.numel() * p.element_size() for p in model.parameters()),
+        "vocab_size": int(config.vocab_size),
+        "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
+        "shape": {key: int(getattr(config, key)) for key in ("hidden_size", "num_hidden_layers", "num_attention_heads",
+                                                              "num_key_value_heads")},
+    }
+
+
+def time_fast(decoder: StaticDecoder, batch: int, prompt_tokens: int, new_tokens: int, vocab: int, repeats: int,
+              device: torch.device) -> dict[str, Any]:
+    generator = torch.Generator(device=device).manual_seed(0)
+    ids = torch.randint(3, min(vocab, 32000), (batch, prompt_tokens), device=device, generator=generator)
+    mask = torch.ones_like(ids)
+    started = time.perf_counter()
+    decoder.prepare(batch, prompt_tokens + new_tokens)
+    prepare_s = time.perf_counter() - started
+    decoder.generate(ids, mask, new_tokens)  # one untimed run
+    runs = []
+    for _ in range(repeats):
+        marks: list[float] = []
+        torch.cuda.synchronize()
+        began = time.perf_counter()
+        out = decoder.generate(ids, mask, new_tokens, on_first_token=lambda: (torch.cuda.synchronize(), marks.append(time.perf_counter())))
+        torch.cuda.synchronize()
+        ended = time.perf_counter()
+        assert out.shape == (batch, new_tokens)
+        runs.append({"e2e_s": ended - began, "ttft_s": marks[0] - began,
+                     "decode_tokens_per_s": batch * (new_tokens - 1) / (ended - marks[0]),
+                     "e2e_tokens_per_s": batch * new_tokens / (ended - began)})
+    runs.sort(key=lambda run: run["decode_tokens_per_s"])
+    return {"prepare_s": prepare_s, "median": runs[len(runs) // 2], "runs": runs}
+
+
+def time_eager(model: torch.nn.Module, batch: int, prompt_tokens: int, new_tokens: int, vocab: int,
+               device: torch.device, static_cache: bool = False) -> dict[str, Any]:
+    from transformers import GenerationConfig
+
+    ids = torch.randint(3, min(vocab, 32000), (batch, prompt_tokens), device=device)
+    config = GenerationConfig(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, eos_token_id=2,
+                              pad_token_id=0, **({"cache_implementation": "static"} if static_cache else {}))
+    with torch.inference_mode():
+        model.generate(ids, attention_mask=torch.ones_like(ids), generation_config=config)  # warm-up
+        torch.cuda.synchronize()
+        began = time.perf_counter()
+        out = model.generate(ids, attention_mask=torch.ones_like(ids), generation_config=config)
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - began
+    return {"e2e_s": seconds, "tokens": int(out.shape[1] - prompt_tokens), "e2e_tokens_per_s": batch * new_tokens / seconds}
+
+
+def equality_check(device: torch.device) -> dict[str, Any]:
+    """Greedy tokens of the fast path vs eager generate(), float32, a small Llama-shaped synthetic model."""
+    from transformers import GenerationConfig
+
+    data = {**architecture_dict("llama-2-7b"), "hidden_size": 512, "intermediate_size": 1376, "num_hidden_layers": 4,
+            "num_attention_heads": 8, "num_key_value_heads": 8}
+    model = synthetic_model(build_config(data), device, torch.float32, std=0.05)
+    decoder = StaticDecoder(model, eos_token_ids=[2])
+    generator = torch.Generator(device=device).manual_seed(1)
+    lengths = [37, 12, 64, 5]
+    width = max(lengths)
+    ids = torch.zeros(len(lengths), width, dtype=torch.long, device=device)
+    mask = torch.zeros_like(ids)
+    for row, length in enumerate(lengths):
+        ids[row, width - length:] = torch.randint(3, 32000, (length,), device=device, generator=generator)
+        mask[row, width - length:] = 1
+    new = 64
+    config = GenerationConfig(max_new_tokens=new, min_new_tokens=new, do_sample=False, eos_token_id=2, pad_token_id=0)
+    result: dict[str, Any] = {}
+    with torch.inference_mode():
+        eager_batch = model.generate(ids, attention_mask=mask, generation_config=config)[:, width:]
+        fast_batch = decoder.generate(ids, mask, new)
+        result["batch_equal_tokens"] = float((eager_batch == fast_batch).float().mean())
+        singles = []
+        for row, length in enumerate(lengths):
+            one, one_mask = ids[row:row + 1, width - length:], mask[row:row + 1, width - length:]
+            eager = model.generate(one, attention_mask=one_mask, generation_config=config)[:, length:]
+            singles.append(float((eager == decoder.generate(one, one_mask, new)).float().mean()))
+        result["batch1_equal_tokens"] = singles
+    result["exact"] = result["batch_equal_tokens"] == 1.0 and all(value == 1.0 for value in singles)
+    return result
+
+
+def full_run(config: Path, mirror: Path | None, out: Path) -> dict[str, Any]:
+    command = [sys.executable, "-m", "artifact.cli", "run", str(config), "--output", "/tmp/bench-runs"]
+    if mirror is not None:
+        command += ["--data-mirror", str(mirror)]
+    began = time.perf_counter()
+    process = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    wall = time.perf_counter() - began
+    (out.parent / "full_run.log").write_text(process.stdout + "\n--- stderr ---\n" + process.stderr[-200_000:])
+    result: dict[str, Any] = {"command": " ".join(command), "wall_s": wall, "returncode": process.returncode}
+    runs = sorted(Path("/tmp/bench-runs").glob("*"), key=lambda path: path.stat().st_mtime)
+    if runs:
+        run = runs[-1]
+        for name in ("report.md", "results.json"):
+            if (run / name).is_file():
+                (out.parent / f"full_run_{name}").write_bytes((run / name).read_bytes())
+        if (run / "results.json").is_file():
+            results = json.loads((run / "results.json").read_text())
+            result["cost"] = results.get("cost")
+            result["verdicts"] = results.get("verdicts") or results.get("verdict")
+        if (run / "trials.jsonl").is_file():
+            from artifact.measure.roofline import average_context, decode_rates
+
+            records = [json.loads(line) for line in (run / "trials.jsonl").read_text().split("\n") if line.strip()]
+            result["decode_tokens_per_s"] = {f"{model}/{mode}": rate for (model, mode), rate in decode_rates(records).items()}
+            result["average_context"] = average_context(records)
+            (out.parent / "full_run_trials.jsonl").write_text("\n".join(json.dumps(r) for r in records))
+        result["run_directory"] = str(run)
+    print(process.stdout[-6000:])
+    if process.returncode:
+        print(process.stderr[-6000:])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="swallow-7b,swallow-7b-nve,llama-2-7b")
+    parser.add_argument("--prompt-tokens", type=int, default=64)
+    parser.add_argument("--new-tokens", type=int, default=256)
+    parser.add_argument("--throughput-batch", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--eager", default="llama-2-7b", help="models to time with eager generate() too ('' = none)")
+    parser.add_argument("--eager-tokens", type=int, default=64)
+    parser.add_argument("--inductor", default="", help="models to time with the inductor-compiled step too")
+    parser.add_argument("--full-run", type=Path, default=None, help="a config to run end to end with `artifact run`")
+    parser.add_argument("--data-mirror", type=Path, default=None)
+    parser.add_argument("--skip-models", action="store_true")
+    parser.add_argument("--out", type=Path, default=Path("bench.json"))
+    args = parser.parse_args()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    device = torch.device("cuda")
+    report: dict[str, Any] = {"environment": environment()}
+    print(json.dumps(report["environment"]), flush=True)
+    report["bandwidth"] = measure_copy_bandwidth(device)
+    bandwidth = report["bandwidth"]["gb_per_s"]
+    print(f"copy bandwidth: {bandwidth:.0f} GB/s", flush=True)
+    report["equality"] = equality_check(device)
+    print("greedy equality vs eager generate (fp32):", report["equality"], flush=True)
+    rows = []
+    context = args.prompt_tokens + args.new_tokens / 2
+    for name in [] if args.skip_models else [m for m in args.models.split(",") if m]:
+        began = time.perf_counter()
+        model = synthetic_model(build_config(architecture_dict(name)), device, torch.bfloat16)
+        torch.cuda.synchronize()
+        build_s = time.perf_counter() - began
+        info = model_info(model)
+        variants = [("graph", False)] + ([("graph+inductor", True)] if name in args.inductor.split(",") else [])
+        for label, inductor in variants:
+            decoder = StaticDecoder(model, eos_token_ids=[2], inductor=inductor)
+            for mode, batch in (("latency", 1), ("throughput", args.throughput_batch)):
+                timing = time_fast(decoder, batch, args.prompt_tokens, args.new_tokens, info["vocab_size"], args.repeats, device)
+                limit = roofline_tokens_per_s(info, bandwidth, context, batch)
+                achieved = timing["median"]["decode_tokens_per_s"]
+                row = {"model": name, "engine": f"static+{label}", "mode": mode, "batch": batch,
+                       "achieved_decode_tokens_per_s": achieved, "e2e_tokens_per_s": timing["median"]["e2e_tokens_per_s"],
+                       "ttft_s": timing["median"]["ttft_s"], "roofline_tokens_per_s": limit["tokens_per_s"],
+                       "percent": 100 * achieved / limit["tokens_per_s"], "prepare_s": timing["prepare_s"],
+                       "build_s": build_s, "runs": timing["runs"]}
+                rows.append(row)
+                print(f"{name:16} {row['engine']:22} {mode:10} b={batch:<3} {achieved:9.1f} tok/s  roofline "
+                      f"{limit['tokens_per_s']:9.1f}  {row['percent']:5.1f}%  (capture/compile {timing['prepare_s']:.1f} s)",
+                      flush=True)
+            decoder.release()
+            del decoder
+        if name in args.eager.split(","):
+            for mode, batch in (("latency", 1), ("throughput", args.throughput_batch)):
+                timing = time_eager(model, batch, args.prompt_tokens, args.eager_tokens, info["vocab_size"], device)
+                limit = roofline_tokens_per_s(info, bandwidth, args.prompt_tokens + args.eager_tokens / 2, batch)
+                rows.append({"model": name, "engine": "eager generate()", "mode": mode, "batch": batch,
+                             "e2e_tokens_per_s": timing["e2e_tokens_per_s"], "roofline_tokens_per_s": limit["tokens_per_s"],
+                             "percent_e2e": 100 * timing["e2e_tokens_per_s"] / limit["tokens_per_s"],
+                             "new_tokens": args.eager_tokens})
+                print(f"{name:16} {'eager generate()':22} {mode:10} b={batch:<3} {timing['e2e_tokens_per_s']:9.1f} tok/s "
+                      f"(end to end, {args.eager_tokens} new tokens)", flush=True)
+        del model
+        torch.cuda.empty_cache()
+    report["rows"] = rows
+    args.out.write_text(json.dumps(report, indent=2))
+    if args.full_run is not None:
+        report["full_run"] = full_run(args.full_run, args.data_mirror, args.out)
+        args.out.write_text(json.dumps(report, indent=2))
+        summary = {key: value for key, value in report["full_run"].items() if key != "verdicts"}
+        print("full run:", json.dumps(summary, indent=1))
+        print("verdicts:", json.dumps(report["full_run"].get("verdicts"), indent=1)[:4000])
+
+
+if __name__ == "__main__":
+    main()
