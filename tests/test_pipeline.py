@@ -205,3 +205,16 @@ def test_roofline_section_appears_when_the_run_measured_bandwidth(smoke_run: Pat
     finally:
         (smoke_run / "bandwidth.json").unlink()
         runner.invoke(app, ["report", str(smoke_run)])
+
+
+def test_ablation_is_skipped_and_reported_when_the_run_uses_transformers(tmp_path: Path, tiny_pair) -> None:
+    result = runner.invoke(app, ["run", "smoke", "--output", str(tmp_path), *SMALL, "--set", "engine.name=auto",
+                                 "--set", "trials.modes=[\"latency\"]", "--set", "engine.vllm.ablate_chunked_prefill=true"])
+    assert result.exit_code == 0, result.output
+    (run_dir,) = tmp_path.iterdir()
+    engine = json.loads((run_dir / "engine.json").read_text())
+    if engine["used"] == "vllm":
+        pytest.skip("vLLM is importable here: the ablation runs (tests/test_vllm_engine.py covers it)")
+    assert engine["skipped_variants"] == {"no-chunked-prefill": 2 * 2 * 4}  # trials x models x prompts
+    assert {row["variant"] for row in records(run_dir)} == {"default"}
+    assert "Ablation not run" in (run_dir / "report.md").read_text()

@@ -45,3 +45,22 @@ def test_counts_ids_and_seeds() -> None:
 def test_plan_is_deterministic() -> None:
     config = smoke_config()
     assert build_plan(config, PROMPTS) == build_plan(config, PROMPTS)
+
+
+def test_chunked_prefill_ablation_adds_a_variant_for_vllm_only() -> None:
+    config = smoke_config(**{"engine.name": "vllm", "engine.vllm.ablate_chunked_prefill": "true", "trials.measured": "2"})
+    plan = build_plan(config, PROMPTS)
+    variants = [block.variant for block in plan.measured]
+    assert variants.count("default") == variants.count("no-chunked-prefill") == 2 * 2 * 2
+    assert variants.index("no-chunked-prefill") == variants.count("default")  # main trials first
+    ids = [request.request_id for block in plan.measured for request in block.requests]
+    assert len(ids) == len(set(ids))
+    assert set(plan.warmups) == {(model, variant) for model in ("tiny-expanded", "tiny-baseline")
+                                 for variant in ("default", "no-chunked-prefill")}
+    from artifact.config import engine_variants
+
+    settings = engine_variants(config.engine)
+    assert settings["default"].vllm.enable_chunked_prefill is True
+    assert settings["no-chunked-prefill"].vllm.enable_chunked_prefill is False
+    transformers = smoke_config(**{"engine.vllm.ablate_chunked_prefill": "true"})
+    assert {block.variant for block in build_plan(transformers, PROMPTS).measured} == {"default"}

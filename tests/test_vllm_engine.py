@@ -212,6 +212,27 @@ def test_cli_run_on_vllm_forces_lengths(tiny_pair, tmp_path) -> None:
 
 
 @needs_vllm
+def test_chunked_prefill_ablation_reruns_every_model_side_by_side(tiny_pair, tmp_path) -> None:
+    result = runner.invoke(app, ["run", "smoke", "--output", str(tmp_path), "--set", "engine.name=vllm", *SMALL,
+                                 "--set", "trials.modes=[\"latency\"]", "--set", "engine.vllm.ablate_chunked_prefill=true"])
+    assert result.exit_code == 0, result.output
+    (run_dir,) = tmp_path.iterdir()
+    measured = [row for row in _records(run_dir) if row["phase"] == "measure"]
+    variants = {row["variant"] for row in measured}
+    assert variants == {"default", "no-chunked-prefill"}
+    for variant in variants:
+        assert len([row for row in measured if row["variant"] == variant]) == 1 * 2 * 3  # trials x models x prompts
+    loads = [json.loads(line) for line in (run_dir / "phases.jsonl").read_text().splitlines()]
+    assert {(phase["model"], phase["variant"]) for phase in loads if phase["phase"] == "load"} == {
+        (model, variant) for model in ("tiny-expanded", "tiny-baseline") for variant in variants}
+    results = json.loads((run_dir / "results.json").read_text())
+    rows = results["ablations"]["no-chunked-prefill"]
+    assert {(row["model"], row["mode"]) for row in rows} == {("tiny-expanded", "latency"), ("tiny-baseline", "latency")}
+    assert results["analysis"]["records_used"] == 1 * 2 * 3  # the verdict uses the default settings only
+    assert "## Ablation: no-chunked-prefill" in (run_dir / "report.md").read_text()
+
+
+@needs_vllm
 def test_auto_falls_back_to_transformers_when_vllm_cannot_run(unrunnable_models, tmp_path) -> None:
     result = runner.invoke(app, ["run", "smoke", "--output", str(tmp_path), "--set", "engine.name=auto", *SMALL,
                                  *unrunnable_models])
@@ -262,7 +283,7 @@ def _tiny_copy(source: Path, target: Path, weights: bool = True, **config_change
 
 
 def _records(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "trials.jsonl").read_text().splitlines()]
+    return [json.loads(line) for line in (run_dir / "trials.jsonl").read_text().split("\n") if line]
 
 
 # --- vLLM not importable (runs in both virtual environments: the import is made to fail for real) -------
