@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -56,16 +57,13 @@ def _bootstrap(
 ) -> tuple[float, float, str]:
     """Run scipy's bootstrap; fall back from BCa to percentile when BCa cannot be computed."""
     rng = np.random.default_rng(seed)
-    result = scipy_stats.bootstrap(
-        data,
-        statistic,
-        paired=paired,
-        vectorized=True,
-        n_resamples=n_resamples,
-        confidence_level=confidence,
-        method=method,
-        random_state=rng,
-    )
+    with warnings.catch_warnings():
+        # Degenerate data makes BCa warn and return NaN; the NaN is handled below (percentile), so the
+        # warning would only alarm the reader.
+        warnings.simplefilter("ignore", category=RuntimeWarning)
+        warnings.simplefilter("ignore", category=getattr(scipy_stats, "DegenerateDataWarning", RuntimeWarning))
+        result = scipy_stats.bootstrap(data, statistic, paired=paired, vectorized=True, n_resamples=n_resamples,
+                                       confidence_level=confidence, method=method, random_state=rng)
     low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
     if method == "BCa" and not (np.isfinite(low) and np.isfinite(high)):
         # BCa needs a non-zero jackknife spread; near-constant data makes it NaN, percentile stays defined.

@@ -101,6 +101,7 @@ def test_report_shows_verdict_first_and_smoke_warning(smoke_run: Path) -> None:
     assert report.index("## Verdict") < report.index("## Method") < report.index("## Environment") < report.index("## Cost log")
     assert "**The verdict uses:** Japanese characters per second" in report
     assert "originally planned metric" in report
+    assert "they are the same tokenizer" not in report  # the tiny pair's tokenizers differ
     tex = (smoke_run / "report.tex").read_text()
     assert r"\section*{Verdict}" in tex and "tiny-baseline" in tex
 

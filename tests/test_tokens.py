@@ -67,3 +67,43 @@ def test_tokens_command_errors_are_clean() -> None:
     assert result.exit_code == 2 and "--corpus 'jsqad': unknown" in result.output
     result = runner.invoke(app, ["tokens", "smoke", "--tokenizer", "nobody=/x"])
     assert result.exit_code == 2 and "no model named" in result.output
+
+
+def test_same_tokenizer_twice_is_flagged_in_the_report(tmp_path: Path, tiny_pair) -> None:
+    config = tmp_path / "same-tokenizer.toml"
+    config.write_text(f"""
+[experiment]
+name = "same-tokenizer"
+smoke = true
+[generation]
+max_new_tokens = 6
+max_prompts = 2
+[trials]
+warmup = 0
+measured = 1
+modes = ["latency"]
+[engine]
+dtype = "float32"
+device = "cpu"
+[tokens]
+corpora = ["prompts"]
+reference = "prompts"
+controls = []
+[analysis]
+bootstrap_resamples = 1000
+[[models]]
+name = "expanded-with-base-tokenizer"
+role = "candidate"
+builtin = "tiny-expanded"
+tokenizer = "{tiny_pair.baseline}"
+[[models]]
+name = "tiny-baseline"
+role = "baseline"
+builtin = "tiny-baseline"
+""")
+    result = runner.invoke(app, ["run", str(config), "--output", str(tmp_path / "runs")])
+    assert result.exit_code == 0, result.output
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    summary = json.loads((run_dir / "results.json").read_text())["token_efficiency"]
+    assert summary["corpora"][0]["token_length_ratio"]["tiny-baseline"]["identical_counts"] is True
+    assert "they are the same tokenizer" in (run_dir / "report.md").read_text()

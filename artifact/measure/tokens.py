@@ -87,6 +87,8 @@ def summarise(counts: list[CorpusCounts], *, candidate: str, baselines: list[str
             interval = paired_ratio_of_means(corpus.tokens[candidate], corpus.tokens[baseline], seed=seed,
                                              n_resamples=resamples, confidence=confidence).to_dict()
             interval["contains_reference"] = None if reference is None else interval["low"] <= reference <= interval["high"]
+            # Equal counts on every document mean the same tokenizer twice: no vocabulary effect can show.
+            interval["identical_counts"] = corpus.tokens[candidate] == corpus.tokens[baseline]
             ratios[baseline] = interval
         corpora.append({
             "corpus": corpus.corpus,
