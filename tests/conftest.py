@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+# The data mirror (a folder laid out like dataset/manifest.toml's filenames); CI points it at ../shared/data.
+DATA_MIRROR = Path(os.environ.get("R2_TEST_DATA_MIRROR", REPO.parent / "shared" / "data"))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -29,3 +31,37 @@ def tiny_pair(isolated_cache: Path):
     from artifact.tiny import ensure_tiny_pair
 
     return ensure_tiny_pair()
+
+
+@pytest.fixture(scope="session")
+def mirror() -> Path:
+    if not DATA_MIRROR.is_dir():
+        pytest.skip(f"data mirror {DATA_MIRROR} not found (set R2_TEST_DATA_MIRROR)")
+    return DATA_MIRROR
+
+
+def write_tiny_config(path: Path, name: str, models: str) -> Path:
+    """A small CPU experiment on the prompts corpus: only the [[models]] tables differ between tests."""
+    path.write_text(f"""
+[experiment]
+name = "{name}"
+smoke = true
+[generation]
+max_new_tokens = 8
+max_prompts = 3
+[trials]
+warmup = 0
+measured = 2
+modes = ["latency"]
+[engine]
+dtype = "float32"
+device = "cpu"
+[tokens]
+corpora = ["prompts"]
+reference = "prompts"
+controls = []
+[analysis]
+bootstrap_resamples = 1000
+{models}
+""")
+    return path

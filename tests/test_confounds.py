@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from artifact.cli import app
 from artifact.confounds import architecture_facts, compare
 from artifact.engines.base import ModelHandle
+from conftest import write_tiny_config
 
 runner = CliRunner()
 LLAMA_7B = dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
@@ -55,26 +56,7 @@ def gpt2_baseline(tmp_path_factory: pytest.TempPathFactory, tiny_pair) -> Path:
 
 
 def confounded_config(tmp_path: Path, gpt2: Path, tiny_pair) -> Path:
-    path = tmp_path / "original-plan-tiny.toml"
-    path.write_text(f"""
-[experiment]
-name = "original-plan-tiny"
-smoke = true
-[generation]
-max_new_tokens = 8
-max_prompts = 3
-[trials]
-warmup = 0
-measured = 2
-[engine]
-dtype = "float32"
-device = "cpu"
-[tokens]
-corpora = ["prompts"]
-reference = "prompts"
-controls = []
-[analysis]
-bootstrap_resamples = 1000
+    return write_tiny_config(tmp_path / "original-plan-tiny.toml", "original-plan-tiny", f"""
 [[models]]
 name = "tiny-expanded"
 role = "candidate"
@@ -85,7 +67,6 @@ role = "baseline"
 path = "{gpt2}"
 tokenizer = "{tiny_pair.baseline}"
 """)
-    return path
 
 
 def test_gpt2_baseline_run_is_confounded_unless_overridden(tmp_path: Path, gpt2_baseline: Path, tiny_pair) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -12,15 +11,6 @@ from artifact.corpora import Document, Prompt, load_corpus, load_prompts
 from artifact.data import dataset_dir
 from artifact.errors import DataError
 
-REPO = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def mirror() -> Path:
-    path = Path(os.environ.get("R2_TEST_DATA_MIRROR", REPO.parent / "shared" / "data"))
-    if not path.is_dir():
-        pytest.skip(f"data mirror {path} not found (set R2_TEST_DATA_MIRROR)")
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,6 @@ from artifact.corpora import load_corpus
 from artifact.errors import ArtifactError, DataError
 from artifact.tokenization import count_tokens, load_tokenizer
 
-REPO = Path(__file__).resolve().parent.parent
 EDGE_CASES = [
     "Hello world.  Two  spaces\nnewline",
     " leading space",
@@ -29,14 +27,6 @@ EDGE_CASES = [
     "ｱｲｳｴｵ１２３ＡＢＣ",
     "",
 ]
-
-
-@pytest.fixture(scope="module")
-def mirror() -> Path:
-    path = Path(os.environ.get("R2_TEST_DATA_MIRROR", REPO.parent / "shared" / "data"))
-    if not path.is_dir():
-        pytest.skip(f"data mirror {path} not found (set R2_TEST_DATA_MIRROR)")
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -16,10 +15,8 @@ from artifact.config import load_config
 from artifact.corpora import load_corpus
 from artifact.measure.tokens import measure_config_tokens
 
-REPO = Path(__file__).resolve().parent.parent
-MIRROR = Path(os.environ.get("R2_TEST_DATA_MIRROR", REPO.parent / "shared" / "data"))
-LLAMA2 = MIRROR / "tokenizers" / "llama-2" / "tokenizer.model"
-needs_mirror = pytest.mark.skipif(not LLAMA2.is_file(), reason=f"data mirror not found at {MIRROR} (set R2_TEST_DATA_MIRROR)")
+from conftest import write_tiny_config
+
 runner = CliRunner()
 
 
@@ -41,16 +38,16 @@ def test_smoke_token_stage_counts_and_ratio(tiny_pair) -> None:
     assert ratio["contains_reference"] is (ratio["low"] <= 0.562 <= ratio["high"])
 
 
-@needs_mirror
-def test_llama2_counts_match_sentencepiece_on_jsquad(tmp_path: Path) -> None:
+def test_llama2_counts_match_sentencepiece_on_jsquad(tmp_path: Path, mirror: Path) -> None:
+    llama2 = mirror / "tokenizers" / "llama-2" / "tokenizer.model"
     output = tmp_path / "tokens.json"
-    result = runner.invoke(app, ["tokens", "--tokenizer", f"llama-2={LLAMA2}", "--corpus", "jsquad", "--corpus", "botchan",
-                                 "--data-mirror", str(MIRROR), "--output", str(output)])
+    result = runner.invoke(app, ["tokens", "--tokenizer", f"llama-2={llama2}", "--corpus", "jsquad", "--corpus", "botchan",
+                                 "--data-mirror", str(mirror), "--output", str(output)])
     assert result.exit_code == 0, result.output
     assert "tokens/1000 chars" in result.output
     measured = json.loads(output.read_text())
-    reference = spm.SentencePieceProcessor(model_file=str(LLAMA2))
-    documents = load_corpus("jsquad", mirror=MIRROR)
+    reference = spm.SentencePieceProcessor(model_file=str(llama2))
+    documents = load_corpus("jsquad", mirror=mirror)
     assert len(documents) == 1145
     expected = [len(reference.encode(document.text)) for document in documents]
     assert measured["per_document"]["jsquad"]["tokens"]["llama-2"] == expected
@@ -70,27 +67,7 @@ def test_tokens_command_errors_are_clean() -> None:
 
 
 def test_same_tokenizer_twice_is_flagged_in_the_report(tmp_path: Path, tiny_pair) -> None:
-    config = tmp_path / "same-tokenizer.toml"
-    config.write_text(f"""
-[experiment]
-name = "same-tokenizer"
-smoke = true
-[generation]
-max_new_tokens = 6
-max_prompts = 2
-[trials]
-warmup = 0
-measured = 1
-modes = ["latency"]
-[engine]
-dtype = "float32"
-device = "cpu"
-[tokens]
-corpora = ["prompts"]
-reference = "prompts"
-controls = []
-[analysis]
-bootstrap_resamples = 1000
+    config = write_tiny_config(tmp_path / "same-tokenizer.toml", "same-tokenizer", f"""
 [[models]]
 name = "expanded-with-base-tokenizer"
 role = "candidate"

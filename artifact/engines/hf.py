@@ -83,6 +83,17 @@ def _inductor_requested() -> bool:
     return torch.cuda.is_available() if choice is None else choice == "1"
 
 
+def _outputs(requests: Sequence[GenerationRequest], batch: dict[str, Any], rows: list[list[int]],
+             first_token_s: float | None, finished_s: float) -> list[GenerationOutput]:
+    """One output per request: its new token ids (row i of the batch) and the batch's times."""
+    prompt_lengths = batch["attention_mask"].sum(dim=1).tolist()
+    return [
+        GenerationOutput(request_id=request.request_id, prompt_tokens=int(prompt_lengths[index]),
+                         output_token_ids=tuple(rows[index]), first_token_s=first_token_s, finished_s=finished_s)
+        for index, request in enumerate(requests)
+    ]
+
+
 class TransformersEngine(Engine):
     name = "transformers"
 
@@ -195,19 +206,8 @@ class TransformersEngine(Engine):
         self.synchronize()
         finished = time.perf_counter() - started
         prompt_width = batch["input_ids"].shape[1]
-        prompt_lengths = batch["attention_mask"].sum(dim=1).tolist()
-        new_tokens = sequences[:, prompt_width:].tolist()
         first_token = None if clock.first_token_at is None else clock.first_token_at - started
-        return [
-            GenerationOutput(
-                request_id=request.request_id,
-                prompt_tokens=int(prompt_lengths[index]),
-                output_token_ids=tuple(new_tokens[index]),
-                first_token_s=first_token,
-                finished_s=finished,
-            )
-            for index, request in enumerate(requests)
-        ]
+        return _outputs(requests, batch, sequences[:, prompt_width:].tolist(), first_token, finished)
 
     def _generate_static(self, requests: Sequence[GenerationRequest], batch: dict[str, Any]) -> list[GenerationOutput]:
         """The fast path (engine.transformers.compile = true): static cache + captured decode step."""
@@ -224,18 +224,8 @@ class TransformersEngine(Engine):
         rows = new_tokens.tolist()
         self.synchronize()
         finished = time.perf_counter() - started
-        prompt_lengths = batch["attention_mask"].sum(dim=1).tolist()
         first_token_s = first_token_at[0] - started if first_token_at else None
-        return [
-            GenerationOutput(
-                request_id=request.request_id,
-                prompt_tokens=int(prompt_lengths[index]),
-                output_token_ids=tuple(rows[index]),
-                first_token_s=first_token_s,
-                finished_s=finished,
-            )
-            for index, request in enumerate(requests)
-        ]
+        return _outputs(requests, batch, rows, first_token_s, finished)
 
     def decode(self, token_ids: Sequence[int]) -> str:
         # A synthetic model may use a larger vocabulary than the tokenizer it was given (Swallow shape, Llama 2
