@@ -40,8 +40,11 @@ class ReferenceCorpus:
 def measured_records(records: Sequence[Mapping[str, Any]], variant: str = "default") -> list[Mapping[str, Any]]:
     """Measured, successful generations of one engine-settings variant (records before variants were
     introduced belong to "default")."""
-    return [record for record in records if record["phase"] == "measure" and not record.get("error")
-            and record.get("variant", "default") == variant]
+    latest: dict[str, Mapping[str, Any]] = {}
+    for record in records:  # a resumed run may have served a batch again: the newest record of an id counts
+        if record["phase"] == "measure" and record.get("variant", "default") == variant:
+            latest[record["record_id"]] = record
+    return [record for record in latest.values() if not record.get("error")]
 
 
 def ablation_summary(records: Sequence[Mapping[str, Any]], config: ExperimentConfig, *, seed: int, resamples: int,
@@ -149,8 +152,11 @@ def compare(units_c: dict[str, dict[str, float]], units_b: dict[str, dict[str, f
     return ratios
 
 
+NOT_MEASURED = "NOT MEASURED"
+
+
 def verdict_entry(ratios: Mapping[str, Any], claim: Claim, *, all_real_weights: bool, confounded: bool,
-                  allow_confounded: bool) -> dict[str, Any]:
+                  allow_confounded: bool, same_tokenizer: bool = False) -> dict[str, Any]:
     """Pick the verdict ratio (measured when every model has real weights, else projected) and judge it."""
     metric = claim.verdict.metric
     basis = "measured"
@@ -159,7 +165,13 @@ def verdict_entry(ratios: Mapping[str, Any], claim: Claim, *, all_real_weights: 
         # Synthetic weights emit meaningless text: only the projection from the real tokenizers says anything.
         key, basis = "ja_chars_per_s_projected", "projected"
     if key not in ratios:
-        return {"metric": metric, "basis": basis, "outcome": "NOT MEASURED", "ratio": None, "threshold": claim.threshold}
+        return {"metric": metric, "basis": basis, "outcome": NOT_MEASURED, "ratio": None, "threshold": claim.threshold,
+                "reason": f"no {key} ratio in this run"}
+    if basis == "projected" and same_tokenizer:
+        # The projection multiplies by a token-count ratio of exactly 1: it cannot show a vocabulary effect.
+        return {"metric": metric, "basis": basis, "ratio_key": key, "ratio": ratios[key], "outcome": NOT_MEASURED,
+                "threshold": claim.threshold, "statistical_outcome": NOT_MEASURED,
+                "reason": "candidate and baseline used the same tokenizer (identical token counts on every document)"}
     interval = ratios[key]
     outcome = verdict(interval["low"], interval["high"], claim.threshold)
     if confounded and not allow_confounded:
@@ -201,6 +213,7 @@ def analyse(records: Sequence[Mapping[str, Any]], config: ExperimentConfig, clai
             for mode in config.trials.modes
         }
         verdict_ratios = per_mode.get(claim.verdict.mode, {})
+        same_tokenizer = counts is not None and list(counts[0]) == list(counts[1])
         comparisons.append({
             "candidate": candidate.name,
             "baseline": baseline.name,
@@ -208,7 +221,7 @@ def analyse(records: Sequence[Mapping[str, Any]], config: ExperimentConfig, clai
             "confounds": confound,
             "verdict": verdict_entry(verdict_ratios, claim, all_real_weights=all_real,
                                      confounded=bool(confound.get("confounded")),
-                                     allow_confounded=settings.allow_confounded),
+                                     allow_confounded=settings.allow_confounded, same_tokenizer=same_tokenizer),
         })
     return {
         "schema_version": RESULTS_SCHEMA_VERSION,

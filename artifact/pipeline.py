@@ -68,6 +68,7 @@ def _open_run(config: ExperimentConfig, output_root: Path, resume: Path | None) 
             f"{resume}: was run with a different config (fingerprint {stored.get('fingerprint')} vs "
             f"{config.fingerprint()}); resume only with the same config, or start a new run"
         )
+    run.repair_tail()
     done = {record["record_id"] for record in run.records() if record["phase"] == "measure" and not record.get("error")}
     return run, done
 

@@ -85,6 +85,15 @@ class RunDirectory:
     def append_record(self, record: dict[str, Any]) -> None:
         _append_jsonl(self.file(TRIALS_FILE), {"schema_version": RECORD_SCHEMA_VERSION, **record})
 
+    def repair_tail(self) -> None:
+        """End an interrupted append with a newline, so the next record starts on a line of its own (the torn
+        line stays unreadable and is skipped, with a warning, when the records are read)."""
+        for name in (TRIALS_FILE, PHASES_FILE):
+            path = self.file(name)
+            if path.is_file() and path.stat().st_size and not path.read_bytes().endswith(b"\n"):
+                with path.open("a", encoding="utf-8") as handle:
+                    handle.write("\n")
+
     def append_phase(self, phase: dict[str, Any]) -> None:
         _append_jsonl(self.file(PHASES_FILE), phase)
 

@@ -83,4 +83,8 @@ builtin = "tiny-baseline"
     (run_dir,) = (tmp_path / "runs").iterdir()
     summary = json.loads((run_dir / "results.json").read_text())["token_efficiency"]
     assert summary["corpora"][0]["token_length_ratio"]["tiny-baseline"]["identical_counts"] is True
-    assert "they are the same tokenizer" in (run_dir / "report.md").read_text()
+    report = (run_dir / "report.md").read_text()
+    assert "they are the same tokenizer" in report
+    # Real weights here: the verdict is on measured characters/s, so it stands; a projected verdict would not.
+    verdict = json.loads((run_dir / "results.json").read_text())["comparisons"][0]["verdict"]
+    assert verdict["basis"] == "measured" and verdict["outcome"] != "NOT MEASURED"

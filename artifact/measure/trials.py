@@ -4,6 +4,7 @@ generation as it happens. It owns timing, the same way for every engine: synchro
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -30,15 +31,18 @@ class PhaseClock:
         self.run.append_phase({"phase": phase, "seconds": round(seconds, 6), "at": utc_now(), **details})
 
 
-def build_record(block: Block, request: GenerationRequest, output: GenerationOutput, text: str, e2e_s: float,
-                 batch_size: int, sequence: int, engine_name: str) -> dict[str, Any]:
+def build_record(block: Block, request: GenerationRequest, output: GenerationOutput, text: str, call_wall_s: float,
+                 batch_size: int, sequence: int, engine_name: str, record_id: str | None = None) -> dict[str, Any]:
+    """One generation. `e2e_s` and `ttft_s` share one start, the engine's, taken after the prompts were
+    tokenised and moved to the device; `call_wall_s` is the runner's clock around the whole call."""
     output_tokens = len(output.output_token_ids)
+    e2e_s = output.finished_s if output.finished_s is not None else call_wall_s
     error = output.error
     if error is None and output_tokens != request.max_new_tokens:
         error = f"length mismatch: expected {request.max_new_tokens} new tokens, engine returned {output_tokens}"
     first = output.first_token_s
     return {
-        "record_id": request.request_id,
+        "record_id": record_id or request.request_id,
         "sequence": sequence,
         "phase": block.phase,
         "trial": block.trial,
@@ -54,13 +58,23 @@ def build_record(block: Block, request: GenerationRequest, output: GenerationOut
         "output_tokens": output_tokens,
         "ttft_s": first,
         "e2e_s": e2e_s,
+        "call_wall_s": call_wall_s,
         "decode_s": None if first is None else e2e_s - first,
         "output_text": text,
         "output_chars": len(text),
+        "output_japanese_chars": japanese_chars(text),
         "output_bytes": len(text.encode("utf-8")),
         "error": error,
         "at": utc_now(),
     }
+
+
+_JAPANESE = re.compile(r"[\u3041-\u309F\u30A0-\u30FF\u4E00-\u9FFF\u3400-\u4DBF\uF900-\uFAFFー々]")
+
+
+def japanese_chars(text: str) -> int:
+    """Hiragana, katakana and kanji in `text`: how much of the output is Japanese script at all."""
+    return len(_JAPANESE.findall(text))
 
 
 class TrialRunner:
@@ -84,6 +98,7 @@ class TrialRunner:
         self.completed = completed or set()
         self.snapshot = snapshot or (lambda label: None)
         self.loaded: dict[tuple[str, str], Engine] = {}
+        self.loads = 0
         self.model_info: dict[str, LoadedModelInfo] = {}
         self.sequence = sequence_start  # continues the numbering of a resumed run
 
@@ -116,6 +131,7 @@ class TrialRunner:
         while self.max_resident is not None and len(self.loaded) >= self.max_resident:
             self._unload(next(iter(self.loaded)))
         engine = self.engine_factory(self.variants[variant])
+        self.loads += 1
         started = time.perf_counter()
         info = engine.load(self.handles[model])
         self.clock.record("load", time.perf_counter() - started, model=model, variant=variant)
@@ -139,23 +155,29 @@ class TrialRunner:
         return outputs, time.perf_counter() - started
 
     def _run_block(self, engine: Engine, block: Block) -> None:
-        pending = [request for request in block.requests if request.request_id not in self.completed]
         if block.mode == "throughput":
-            outputs, elapsed = self._timed_generate(engine, pending)
-            timed = [(request, output, output.finished_s or elapsed) for request, output in zip(pending, outputs)]
-            self._write(engine, block, timed, batch_size=len(pending))
+            # One batch is one unit: a part-finished batch of an interrupted run is served again whole (the
+            # analysis keeps the newest record of each id), never as a smaller batch.
+            requests = list(block.requests)
+            outputs, elapsed = self._timed_generate(engine, requests)
+            self._write(engine, block, [(request, output, elapsed) for request, output in zip(requests, outputs)],
+                        batch_size=len(requests))
         else:
-            for request in pending:
+            for request in block.requests:
+                if request.request_id in self.completed:
+                    continue
                 outputs, elapsed = self._timed_generate(engine, [request])
                 self._write(engine, block, [(request, outputs[0], elapsed)], batch_size=1)
 
     def _write(self, engine: Engine, block: Block, timed: list[tuple[GenerationRequest, GenerationOutput, float]],
                batch_size: int) -> None:
         mismatches = []
-        for request, output, e2e_s in timed:
+        for request, output, call_wall_s in timed:
             self.sequence += 1
-            record = build_record(block, request, output, engine.decode(output.output_token_ids), e2e_s, batch_size,
-                                  self.sequence, engine.name)
+            # Warm-ups repeat after every load of a model: the load number keeps their ids unique.
+            record_id = f"{request.request_id}-load{self.loads}" if block.phase == "warmup" else request.request_id
+            record = build_record(block, request, output, engine.decode(output.output_token_ids), call_wall_s,
+                                  batch_size, self.sequence, engine.name, record_id)
             self.run.append_record(record)
             if record["error"]:
                 mismatches.append(f"{request.request_id}: {record['error']}")
