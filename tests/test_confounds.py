@@ -9,7 +9,7 @@ import pytest
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig
 from typer.testing import CliRunner
 
-from artifact.claims import verdict
+from artifact.claims import verdict as verdict_rule
 from artifact.cli import app
 from artifact.confounds import architecture_facts, compare
 from artifact.engines.base import ModelHandle
@@ -80,7 +80,7 @@ def test_gpt2_baseline_run_is_confounded_unless_overridden(tmp_path: Path, gpt2_
     (comparison,) = results["comparisons"]
     assert comparison["verdict"]["outcome"] == "CONFOUNDED"
     ratio = comparison["verdict"]["ratio"]
-    assert comparison["verdict"]["statistical_outcome"] == verdict(ratio["low"], ratio["high"], 1.70)
+    assert comparison["verdict"]["statistical_outcome"] == verdict_rule(ratio["low"], ratio["high"], 1.70)
     assert results["summary"]["validation_status"] == "CONFOUNDED"
     report = (run_dir / "report.md").read_text()
     assert "## Confounds" in report and "**CONFOUNDED** — architecture GPT2LMHeadModel" in report
