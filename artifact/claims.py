@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from artifact.errors import ConfigError
 from artifact.toml_fields import Table, did_you_mean, read_toml
@@ -75,6 +77,21 @@ def parse_claim(path: Path) -> Claim:
     if claim.threshold <= 0:
         raise top.fail("threshold", "expected a positive ratio")
     return claim
+
+
+def claim_to_dict(claim: Claim) -> dict[str, Any]:
+    """The claim as judged, stored in the run directory: a later edit of the claim file cannot change an old
+    run's verdict when it is re-rendered."""
+    return json.loads(json.dumps(asdict(claim), default=str))
+
+
+def claim_from_dict(data: dict[str, Any]) -> Claim:
+    return Claim(
+        **{**data, "verdict": MetricSpec(**data["verdict"]),
+           "secondary": MetricSpec(**data["secondary"]) if data.get("secondary") else None,
+           "informational": tuple(MetricSpec(**item) for item in data["informational"]),
+           "path": Path(data["path"])}
+    )
 
 
 def all_claims() -> dict[str, Claim]:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from artifact.analysis import ReferenceCorpus, analyse
-from artifact.claims import get_claim
+from artifact.claims import claim_from_dict, claim_to_dict, get_claim
 from artifact.config import ExperimentConfig, config_from_resolved, engine_variants
 from artifact.confounds import architecture_facts, check_confounds
 from artifact.corpora import load_prompts
@@ -58,9 +58,10 @@ def load_plan(config: ExperimentConfig) -> Plan:
     return build_plan(config, load_prompts(config.generation.prompts))
 
 
-def _open_run(config: ExperimentConfig, output_root: Path, resume: Path | None) -> tuple[RunDirectory, set[str]]:
+def _open_run(config: ExperimentConfig, output_root: Path, resume: Path | None) -> tuple[RunDirectory, set[str], str]:
+    """A new run directory, or the one being resumed: (run, ids already measured, when the run started)."""
     if resume is None:
-        return RunDirectory.create(output_root, config.name), set()
+        return RunDirectory.create(output_root, config.name), set(), utc_now()
     run = RunDirectory.open(resume)
     stored = run.read(CONFIG_FILE)
     if stored.get("fingerprint") != config.fingerprint():
@@ -70,7 +71,7 @@ def _open_run(config: ExperimentConfig, output_root: Path, resume: Path | None) 
         )
     run.repair_tail()
     done = {record["record_id"] for record in run.records() if record["phase"] == "measure" and not record.get("error")}
-    return run, done
+    return run, done, stored.get("written", utc_now())
 
 
 def measure_device_bandwidth() -> dict[str, Any] | None:
@@ -98,24 +99,27 @@ def roofline(run: RunDirectory, models_loaded: dict[str, Any]) -> dict[str, Any]
 def run_experiment(config: ExperimentConfig, *, output_root: Path, resume: Path | None = None,
                    progress: Progress | None = None, data_mirror: Path | None = None) -> RunOutcome:
     progress = progress or SilentProgress()
-    run, completed = _open_run(config, output_root, resume)
-    run.write(CONFIG_FILE, {"fingerprint": config.fingerprint(), "written": utc_now(), "config": config.to_dict()})
-    clock = PhaseClock(run)
-
+    claim = get_claim(config.claim)
+    # Everything a user can get wrong (prompts, model paths, configs, engine) is checked before the run
+    # directory exists, so a mistake leaves no half-made run behind.
     started = time.perf_counter()
-    environment = capture_environment()
-    run.write(ENVIRONMENT_FILE, environment)
-    bandwidth = measure_device_bandwidth()
-    if bandwidth is not None:
-        run.write(BANDWIDTH_FILE, bandwidth)
     plan = load_plan(config)
     handles = {model.name: resolve_model(model) for model in config.models}
     confounds = check_confounds(config, {name: architecture_facts(handle) for name, handle in handles.items()})
+    engines = EngineFactory(config.engine)  # engine = "auto" may still fall back at the first load
+
+    run, completed, first_started = _open_run(config, output_root, resume)
+    run.write(CONFIG_FILE, {"fingerprint": config.fingerprint(), "written": first_started, "config": config.to_dict(),
+                            "claim": claim_to_dict(claim)})
+    clock = PhaseClock(run)
+    run.write(ENVIRONMENT_FILE, capture_environment())
+    bandwidth = measure_device_bandwidth()
+    if bandwidth is not None:
+        run.write(BANDWIDTH_FILE, bandwidth)
     run.write(CONFOUNDS_FILE, confounds)
     for baseline, found in confounds.items():
         if found["confounded"]:
             progress.note(f"{baseline} is a confounded baseline: {found['summary']}")
-    engines = EngineFactory(config.engine)  # engine = "auto" may still fall back at the first load
 
     def record_engine() -> None:
         if engines.fallback_reason:
@@ -127,7 +131,7 @@ def run_experiment(config: ExperimentConfig, *, output_root: Path, resume: Path 
     clock.record("prepare", time.perf_counter() - started)
 
     started = time.perf_counter()
-    run.write(TOKENS_FILE, measure_config_tokens(config, get_claim(config.claim), mirror=data_mirror))
+    run.write(TOKENS_FILE, measure_config_tokens(config, claim, mirror=data_mirror))
     clock.record("tokens", time.perf_counter() - started)
 
     snapshots: list[dict[str, Any]] = []
@@ -168,9 +172,13 @@ def finalize(run: RunDirectory, *, clock: PhaseClock | None = None) -> dict[str,
     if tokens:
         counts = tokens["per_document"][config.tokens.reference]
         reference = ReferenceCorpus(chars=counts["chars"], tokens=counts["tokens"])
+    records = run.records()
+    if not any(record["phase"] == "measure" for record in records):
+        raise ArtifactError(f"{run.file('trials.jsonl')}: no measured generations to analyse; the run stopped before "
+                            "its first measured trial. Resume it with `artifact run CONFIG --resume RUN_DIR`.")
+    claim = claim_from_dict(stored["claim"]) if "claim" in stored else get_claim(config.claim)
     started = time.perf_counter()
-    results = analyse(run.records(), config, get_claim(config.claim), reference=reference,
-                      confounds=run.read_optional(CONFOUNDS_FILE))
+    results = analyse(records, config, claim, reference=reference, confounds=run.read_optional(CONFOUNDS_FILE))
     if clock is not None:
         clock.record("analysis", time.perf_counter() - started)
     models_loaded = run.read_optional(MODELS_FILE) or {}

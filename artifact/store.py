@@ -19,6 +19,8 @@ ENVIRONMENT_FILE = "environment.json"
 RESULTS_FILE = "results.json"
 PHASES_FILE = "phases.jsonl"
 MODELS_FILE = "models.json"
+REQUIRED_RECORD_FIELDS = ("record_id", "phase", "trial", "model", "mode", "prompt_id", "output_tokens", "output_chars",
+                          "e2e_s")
 
 
 def utc_now() -> str:
@@ -68,7 +70,10 @@ class RunDirectory:
         while path.exists():
             suffix += 1
             path = root / f"{stamp}-{name}-{suffix}"
-        path.mkdir(parents=True)
+        try:
+            path.mkdir(parents=True)
+        except OSError as error:
+            raise ArtifactError(f"cannot create the run directory {path}: {error.strerror}; choose another --output") from None
         return cls(path)
 
     @classmethod
@@ -98,6 +103,7 @@ class RunDirectory:
         _append_jsonl(self.file(PHASES_FILE), phase)
 
     def records(self) -> list[dict[str, Any]]:
+        """Every readable record; one from a newer artifact stops the read, one lacking fields is skipped."""
         rows = read_jsonl(self.file(TRIALS_FILE))
         newer = [row for row in rows if row.get("schema_version", 0) > RECORD_SCHEMA_VERSION]
         if newer:
@@ -105,7 +111,15 @@ class RunDirectory:
                 f"{self.file(TRIALS_FILE)}: records have schema version {newer[0]['schema_version']}, newer than this "
                 f"artifact reads ({RECORD_SCHEMA_VERSION}); update the artifact"
             )
-        return rows
+        complete = []
+        for row in rows:
+            missing = [key for key in REQUIRED_RECORD_FIELDS if key not in row]
+            if missing:
+                warnings.warn(f"{self.file(TRIALS_FILE)}: record {row.get('record_id', '?')} lacks {missing}; skipped",
+                              stacklevel=2)
+                continue
+            complete.append(row)
+        return complete
 
     def phases(self) -> list[dict[str, Any]]:
         return read_jsonl(self.file(PHASES_FILE))

@@ -229,3 +229,23 @@ def test_ablation_is_skipped_and_reported_when_the_run_uses_transformers(tmp_pat
     assert engine["skipped_variants"] == {"no-chunked-prefill": 2 * 2 * 4}  # trials x models x prompts
     assert {row["variant"] for row in records(run_dir)} == {"default"}
     assert "Ablation not run" in (run_dir / "report.md").read_text()
+
+
+def test_a_bad_model_path_leaves_no_run_directory(tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text((Path(__file__).resolve().parent.parent / "artifact" / "configs" / "smoke.toml").read_text()
+                      .replace('builtin = "tiny-baseline"', f'path = "{tmp_path / "missing"}"'))
+    result = runner.invoke(app, ["run", str(config), "--output", str(tmp_path / "runs")])
+    assert result.exit_code == 2 and "has no config.json" in result.output
+    assert not (tmp_path / "runs").exists()
+
+
+def test_rerender_uses_the_claim_as_judged_and_refuses_an_empty_run(smoke_run: Path, tmp_path: Path) -> None:
+    stored = json.loads((smoke_run / "config.resolved.json").read_text())
+    assert stored["claim"]["id"] == "R-2" and stored["claim"]["threshold"] == 1.70
+    empty = tmp_path / "empty-run"
+    empty.mkdir()
+    (empty / "config.resolved.json").write_text(json.dumps(stored))
+    (empty / "trials.jsonl").write_text("")
+    result = runner.invoke(app, ["report", str(empty)])
+    assert result.exit_code == 2 and "no measured generations" in result.output

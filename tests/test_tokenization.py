@@ -127,5 +127,5 @@ def test_unreachable_hub_repo_says_how_to_fix(monkeypatch: pytest.MonkeyPatch, t
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
-    with pytest.raises(ArtifactError, match=r"artifact fetch.*local folder or tokenizer.model"):
+    with pytest.raises(ArtifactError, match=r"make fetch.*local folder or tokenizer.model"):
         load_tokenizer("tokyotech-llm/Swallow-7b-hf", revision="main")
