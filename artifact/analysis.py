@@ -118,6 +118,14 @@ def unit_values(records: Sequence[Mapping[str, Any]], model: str, mode: str) -> 
     }
 
 
+def japanese_share(records: Sequence[Mapping[str, Any]]) -> float | None:
+    """Hiragana, katakana and kanji among the generated characters (None for records that predate the count).
+    With real weights a low share means the models drifted out of Japanese while forced to keep generating."""
+    counted = [record for record in records if "output_japanese_chars" in record]
+    chars = sum(record["output_chars"] for record in counted)
+    return sum(record["output_japanese_chars"] for record in counted) / chars if counted and chars else None
+
+
 def model_summary(units: dict[str, dict[str, float]], *, seed: int, resamples: int, confidence: float) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     for metric in PER_MODEL_METRICS:
@@ -194,6 +202,7 @@ def analyse(records: Sequence[Mapping[str, Any]], config: ExperimentConfig, clai
             "source": model.source_label,
             "weights": model.weights,
             "generations": sum(1 for record in kept if record["model"] == model.name),
+            "japanese_script_share": japanese_share([record for record in kept if record["model"] == model.name]),
             "metrics": {mode: model_summary(units[(model.name, mode)], **stats_kwargs) for mode in config.trials.modes},
         }
         for model in config.models

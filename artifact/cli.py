@@ -129,11 +129,11 @@ def plan(config: ConfigArgument, set_: SetOption = None, as_json: Annotated[bool
     for trial, order in enumerate(the_plan.model_order_by_trial):
         console.print(f"trial {trial}: {' -> '.join(order)}")
     console.print(f"generations: {guess['measured_generations']} measured + {guess['warmup_generations']} warm-up "
-                  f"({guess['generated_tokens']} tokens)")
+                  f"({guess['generated_tokens']} tokens), {guess['model_loads']} model loads")
     console.print(f"estimate: {guess['seconds'] / 60:.1f} min, {guess['gpu_hours']:.3f} GPU-hours, "
                   f"{guess['cost_usd']:.2f} USD at {experiment.cost.price_per_gpu_hour_usd} USD/GPU-hour "
                   f"(assumes {experiment.cost.expected_decode_tokens_per_second:g} tokens/s decode and "
-                  f"{experiment.cost.expected_load_seconds:g} s per model load, worst case)")
+                  f"{experiment.cost.expected_load_seconds:g} s per model load)")
 
 
 @app.command()

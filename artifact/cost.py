@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from artifact.config import ExperimentConfig
-from artifact.plan import Plan
+from artifact.plan import Plan, count_loads, resident_limit
 
 # The original plan budgeted this for R-2 (RunPod MI300X at 2.69 USD/h): the report states the ratio to it.
 ORIGINAL_PLAN_GPU_HOURS = 2.0
@@ -35,27 +35,29 @@ def cost_log(phases: Sequence[Mapping[str, Any]], config: ExperimentConfig, *, a
 
 
 def estimate(plan: Plan, config: ExperimentConfig) -> dict[str, Any]:
-    """Before running: generated tokens / the expected decode rate, plus one load per model per trial when
-    engines cannot keep every model resident (the worst case is stated)."""
-    tokens = (plan.measured_generations + plan.warmup_generations) * config.generation.max_new_tokens
+    """Before running: generated tokens / the expected decode rate, plus the model loads the runner will make
+    (vLLM keeps one model at a time, so models reload between trials; each load repeats the warm-up)."""
+    loads = count_loads(plan, resident_limit(config.engine.name))
+    per_load = plan.warmup_generations_per_load
+    warmup = loads * (sum(per_load.values()) // max(1, len(per_load)))
+    tokens = (plan.measured_generations + warmup) * config.generation.max_new_tokens
     decode_s = tokens / config.cost.expected_decode_tokens_per_second
-    loads = len(config.models) * max(1, config.trials.measured)
     load_s = loads * config.cost.expected_load_seconds
     seconds = decode_s + load_s
     gpu_hours = seconds / 3600 * config.cost.gpu_count
     return {
-        "generations": plan.measured_generations + plan.warmup_generations,
+        "generations": plan.measured_generations + warmup,
         "measured_generations": plan.measured_generations,
-        "warmup_generations": plan.warmup_generations,
+        "warmup_generations": warmup,
+        "model_loads": loads,
         "generated_tokens": tokens,
         "decode_s": decode_s,
-        "load_s_worst_case": load_s,
+        "load_s": load_s,
         "seconds": seconds,
         "gpu_hours": gpu_hours,
         "cost_usd": gpu_hours * config.cost.price_per_gpu_hour_usd,
         "assumptions": {
             "expected_decode_tokens_per_second": config.cost.expected_decode_tokens_per_second,
             "expected_load_seconds": config.cost.expected_load_seconds,
-            "loads_worst_case": loads,
         },
     }

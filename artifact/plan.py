@@ -39,8 +39,8 @@ class Plan:
         return sum(len(block.requests) for block in self.measured)
 
     @property
-    def warmup_generations(self) -> int:
-        return sum(len(block.requests) for blocks in self.warmups.values() for block in blocks)
+    def warmup_generations_per_load(self) -> dict[tuple[str, str], int]:
+        return {key: sum(len(block.requests) for block in blocks) for key, blocks in self.warmups.items()}
 
 
 def request_seed(base_seed: int, trial: int, prompt_id: str) -> int:
@@ -99,3 +99,26 @@ def build_plan(config: ExperimentConfig, prompts: list[Prompt]) -> Plan:
         for variant in variants
     }
     return Plan(warmups=warmups, measured=measured, model_order_by_trial=orders)
+
+
+def count_loads(plan: Plan, max_resident: int | None) -> int:
+    """How many model loads running `plan` takes when at most `max_resident` models stay loaded (least recently
+    used goes first), as the trial runner does. Each load is followed by that model's warm-up."""
+    loaded: list[tuple[str, str]] = []
+    loads = 0
+    for block in plan.measured:
+        key = (block.model, block.variant)
+        if key in loaded:
+            loaded.remove(key)
+        else:
+            loads += 1
+            if max_resident is not None and len(loaded) >= max_resident:
+                loaded.pop(0)
+        loaded.append(key)
+    return loads
+
+
+def resident_limit(engine_name: str) -> int | None:
+    """vLLM keeps one model on the device at a time (each instance reserves its memory share); so does an
+    "auto" run, whose fallback keeps vLLM's limit. transformers keeps every model loaded."""
+    return 1 if engine_name in ("vllm", "auto") else None

@@ -19,6 +19,8 @@ RATIO_LABELS = {
     "ja_chars_per_s_projected": "Japanese chars/s (projected from tokens/s x chars/token)",
     "tokens_per_s": "tokens/s (originally planned metric)",
 }
+# Below this many resampling units (prompts, or trials in throughput mode) a bootstrap interval is rough.
+FEW_UNITS = 8
 _TEX_ESCAPES = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
                 "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}"}
 
@@ -73,8 +75,9 @@ def _ratio_rows(results: dict[str, Any]) -> list[dict[str, str]]:
     for comparison in results["comparisons"]:
         for mode, ratios in comparison["ratios"].items():
             for key, interval in ratios.items():
+                few = " (few units: a rough interval)" if interval["n"] < FEW_UNITS else ""
                 rows.append({"baseline": comparison["baseline"], "mode": mode, "metric": RATIO_LABELS.get(key, key),
-                             "ratio": fmt_interval(interval), "method": interval["method"], "n": str(interval["n"]),
+                             "ratio": fmt_interval(interval), "method": interval["method"] + few, "n": str(interval["n"]),
                              "verdict_metric": "yes" if key == comparison["verdict"].get("ratio_key") and mode == results["claim"]["verdict_metric"]["mode"] else ""})
     return rows
 

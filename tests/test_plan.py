@@ -30,7 +30,7 @@ def test_counts_ids_and_seeds() -> None:
     config = smoke_config(**{"trials.measured": "3", "generation.max_prompts": "4"})
     plan = build_plan(config, PROMPTS)
     assert plan.measured_generations == 3 * 2 * 2 * 4  # trials x models x modes x prompts
-    assert plan.warmup_generations == 1 * 2 * 2 * 4
+    assert plan.warmup_generations_per_load == {("tiny-expanded", "default"): 1 * 2 * 4, ("tiny-baseline", "default"): 1 * 2 * 4}
     ids = [request.request_id for block in plan.measured for request in block.requests]
     assert len(ids) == len(set(ids))
     seeds = {}
@@ -64,3 +64,17 @@ def test_chunked_prefill_ablation_adds_a_variant_for_vllm_only() -> None:
     assert settings["no-chunked-prefill"].vllm.enable_chunked_prefill is False
     transformers = smoke_config(**{"engine.vllm.ablate_chunked_prefill": "true"})
     assert {block.variant for block in build_plan(transformers, PROMPTS).measured} == {"default"}
+
+
+def test_load_count_follows_the_resident_limit() -> None:
+    from artifact.cost import estimate
+    from artifact.plan import count_loads
+
+    plan = build_plan(smoke_config(**{"trials.measured": "3"}), PROMPTS)
+    assert count_loads(plan, None) == 2  # transformers: each model loads once
+    assert count_loads(plan, 2) == 2
+    # One resident model: A B | B A | A B -> loads A, B, (B stays), A, (A stays), B = 4.
+    assert count_loads(plan, 1) == 4
+    vllm = smoke_config(**{"trials.measured": "3", "engine.name": "vllm"})
+    guess = estimate(build_plan(vllm, PROMPTS), vllm)
+    assert guess["model_loads"] == 4 and guess["warmup_generations"] == 4 * 1 * 2 * 4
