@@ -211,7 +211,8 @@ def tokens(
     """Tokenizer efficiency, CPU only: tokens per 1,000 characters and bytes, and the token-length ratio vs 0.562."""
     from artifact.claims import get_claim
     from artifact.config import TokenSettings
-    from artifact.measure.tokens import TokenizerSource, count_corpora, measure_config_tokens, per_document, summarise
+    from artifact.corpora import corpus_ids
+    from artifact.measure.tokens import measure_config_tokens, measure_named_tokenizers
     from artifact.store import write_json
 
     _check_mirror(data_mirror)
@@ -223,19 +224,10 @@ def tokens(
         if not overrides:
             raise ArtifactError("give a CONFIG, or one or more --tokenizer NAME=SOURCE to compare")
         corpora = tuple(corpus or TokenSettings.corpora)
-        from artifact.corpora import corpus_ids
-
         for name in corpora:
             if name not in corpus_ids():
                 raise ArtifactError(f"--corpus {name!r}: unknown; known corpora: {', '.join(corpus_ids())}")
-        names = list(overrides)
-        counts = count_corpora([TokenizerSource(name, source) for name, source in overrides.items()], corpora, mirror=data_mirror)
-        claim = get_claim("R-2")
-        summary = summarise(counts, candidate=names[0], baselines=names[1:], reference_corpus=corpora[0],
-                            controls=tuple(name for name in corpora if name == "botchan"),
-                            reference=claim.secondary.reference if claim.secondary else None, seed=0,
-                            resamples=10_000, confidence=0.95)
-        measured = {"summary": summary, "per_document": per_document(counts)}
+        measured = measure_named_tokenizers(overrides, corpora, get_claim("R-2"), seed=0, mirror=data_mirror)
     _token_tables(measured["summary"])
     if output is not None:
         write_json(output, measured)

@@ -7,6 +7,7 @@ the first token came out), and the token ids they produced, so lengths are verif
 
 from __future__ import annotations
 
+import resource
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -14,6 +15,17 @@ from pathlib import Path
 from typing import Any
 
 from artifact.config import EngineSettings
+
+
+# The config fields that describe a model's shape (Llama and GPT-2 names), as recorded for every loaded model.
+SHAPE_KEYS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+              "n_embd", "n_layer", "n_head", "max_position_embeddings", "n_positions")
+DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident memory of this process (the CPU's "device memory")."""
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # Linux reports KiB
 
 
 @dataclass(frozen=True)
@@ -75,7 +87,6 @@ class Engine(ABC):
     """load -> warm up (plain generate calls the runner marks as warm-up) -> generate ... -> close."""
 
     name: str = "engine"
-    supports_throughput_mode: bool = True
 
     def __init__(self, settings: EngineSettings) -> None:
         self.settings = settings

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import resource
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -12,15 +11,12 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
 from transformers.generation.streamers import BaseStreamer
 
-from artifact.engines.base import Engine, GenerationOutput, GenerationRequest, LoadedModelInfo, ModelHandle
+from artifact.engines.base import (SHAPE_KEYS, Engine, GenerationOutput, GenerationRequest, LoadedModelInfo, ModelHandle,
+                                   peak_rss_bytes)
 from artifact.errors import EngineError
 from artifact.tokenization import load_tokenizer
 
 _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
-
-
-def peak_rss_bytes() -> int:
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # Linux reports KiB
 
 
 def pick_device(requested: str) -> torch.device:
@@ -59,9 +55,7 @@ def describe_model(model: torch.nn.Module, name: str, local_path: str, device: t
     config = model.config
     parameters = sum(parameter.numel() for parameter in model.parameters())
     weight_bytes = sum(parameter.numel() * parameter.element_size() for parameter in model.parameters())
-    shape_keys = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
-                  "n_embd", "n_layer", "n_head", "max_position_embeddings", "n_positions")
-    shape = {key: int(getattr(config, key)) for key in shape_keys if isinstance(getattr(config, key, None), int)}
+    shape = {key: int(getattr(config, key)) for key in SHAPE_KEYS if isinstance(getattr(config, key, None), int)}
     return LoadedModelInfo(
         name=name,
         local_path=local_path,

@@ -20,19 +20,16 @@ stats by default (`disable_log_stats=True`), so the engine turns them on; when t
 from __future__ import annotations
 
 import gc
-import resource
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from artifact.engines.base import Engine, GenerationOutput, GenerationRequest, LoadedModelInfo, ModelHandle
+from artifact.engines.base import (DTYPE_BYTES, SHAPE_KEYS, Engine, GenerationOutput, GenerationRequest, LoadedModelInfo,
+                                   ModelHandle, peak_rss_bytes)
 from artifact.errors import EngineError
 from artifact.tokenization import load_tokenizer
 
 REDUCED_MAX_MODEL_LEN = 1024
-_DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
-_SHAPE_KEYS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
-               "n_embd", "n_layer", "n_head", "max_position_embeddings", "n_positions")
 # What vLLM says when the model or its KV cache does not fit (CUDA/ROCm out of memory; the KV-cache checks of
 # vllm/v1/core/kv_cache_utils.py). With the engine core in a child process (vLLM's default on GPUs) the
 # parent only sees "Engine core initialization failed"; that is retried too, since memory is its usual cause.
@@ -248,7 +245,7 @@ class VLLMEngine(Engine):
 
     def _describe_model(self, model: ModelHandle, where: str, config: Any, parameter_count: int) -> LoadedModelInfo:
         dtype = self.in_force["dtype"]
-        weight_bytes = parameter_count * _DTYPE_BYTES.get(dtype, 2)
+        weight_bytes = parameter_count * DTYPE_BYTES.get(dtype, 2)
         kv_bytes = self._kv_cache_bytes(config, dtype)
         # Numbers only (the report formats each value); what each one measures is in settings["peak_memory"].
         memory: dict[str, Any] = {"weights_bytes": float(weight_bytes)}
@@ -256,13 +253,13 @@ class VLLMEngine(Engine):
             memory["kv_cache_bytes"] = float(kv_bytes)
         memory["peak_bytes"] = float(weight_bytes + (kv_bytes or 0))
         if self.device == "cpu":
-            memory["process_peak_rss_bytes"] = float(_peak_rss_bytes())  # updated again at close()
+            memory["process_peak_rss_bytes"] = float(peak_rss_bytes())  # updated again at close()
         self.memory = memory
         notes = list(self.notes)
         if model.synthetic:
             notes.append(f"synthetic weights: vLLM load_format=\"dummy\" (random values) in the exact shapes of "
                          f"{model.source} (config {where}); tokens/s is faithful, generated text is meaningless")
-        shape = {key: int(getattr(config, key)) for key in _SHAPE_KEYS if isinstance(getattr(config, key, None), int)}
+        shape = {key: int(getattr(config, key)) for key in SHAPE_KEYS if isinstance(getattr(config, key, None), int)}
         return LoadedModelInfo(
             name=model.name,
             local_path=where,
@@ -288,7 +285,7 @@ class VLLMEngine(Engine):
         if not (blocks and layers and kv_heads and head_dim):
             return None
         cache_dtype = self.in_force["kv_cache_dtype"]
-        element = _DTYPE_BYTES.get(dtype if cache_dtype == "auto" else cache_dtype, 1)
+        element = DTYPE_BYTES.get(dtype if cache_dtype == "auto" else cache_dtype, 1)
         return int(blocks * block_size * 2 * layers * kv_heads * head_dim * element)
 
     # -- generation ------------------------------------------------------------------------------------------
@@ -349,7 +346,7 @@ class VLLMEngine(Engine):
         if llm is None:
             return
         if "process_peak_rss_bytes" in self.memory:
-            self.memory["process_peak_rss_bytes"] = float(_peak_rss_bytes())
+            self.memory["process_peak_rss_bytes"] = float(peak_rss_bytes())
         try:
             llm.llm_engine.engine_core.shutdown()  # stops the engine core (in-process or child) and its workers
         except Exception:  # noqa: BLE001 - shutting down twice, or an engine that never fully started
@@ -385,10 +382,6 @@ def _relative_times(metrics: Any, started: float) -> tuple[float | None, float |
         return value if value >= 0 else None
 
     return relative("first_token_ts"), relative("last_token_ts")
-
-
-def _peak_rss_bytes() -> int:
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # Linux reports KiB
 
 
 def _first_line(error: BaseException) -> str:

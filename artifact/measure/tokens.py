@@ -18,6 +18,9 @@ from artifact.stats import paired_ratio_of_means
 from artifact.tokenization import count_tokens, load_tokenizer
 
 
+ENGLISH_CORPORA = ("botchan",)
+
+
 @dataclass(frozen=True)
 class CorpusCounts:
     corpus: str
@@ -124,6 +127,21 @@ def measure_config_tokens(config: ExperimentConfig, claim: Claim, *, mirror: Pat
         resamples=config.analysis.bootstrap_resamples, confidence=config.analysis.confidence,
     )
     summary["tokenizers"] = {item.name: {"source": item.source, "revision": item.revision} for item in sources}
+    return {"summary": summary, "per_document": per_document(counts)}
+
+
+def measure_named_tokenizers(tokenizers: dict[str, str], corpora: tuple[str, ...], claim: Claim, *, seed: int,
+                             mirror: Path | None = None, resamples: int = 10_000,
+                             confidence: float = 0.95) -> dict[str, Any]:
+    """`artifact tokens` without a config: tokenizers by name -> source; the first is the candidate, the
+    first corpus the reference, English corpora ("botchan") the controls."""
+    names = list(tokenizers)
+    counts = count_corpora([TokenizerSource(name, source) for name, source in tokenizers.items()], corpora, mirror=mirror)
+    summary = summarise(counts, candidate=names[0], baselines=names[1:], reference_corpus=corpora[0],
+                        controls=tuple(name for name in corpora if name in ENGLISH_CORPORA),
+                        reference=claim.secondary.reference if claim.secondary else None, seed=seed,
+                        resamples=resamples, confidence=confidence)
+    summary["tokenizers"] = {name: {"source": source, "revision": None} for name, source in tokenizers.items()}
     return {"summary": summary, "per_document": per_document(counts)}
 
 
