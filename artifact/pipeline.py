@@ -152,6 +152,10 @@ def run_experiment(config: ExperimentConfig, *, output_root: Path, resume: Path 
         snapshots.append(telemetry_snapshot("after trials"))
         run.write(TELEMETRY_FILE, snapshots)
     run.write(MODELS_FILE, loaded_info_dict(infos))
+    if runner.recompiled:
+        progress.note(f"{runner.recompiled} measured call(s) compiled a shape the warm-up had not covered and were timed "
+                      "again (the first, compiling, call is not recorded); more trials.warmup_prompts avoids it")
+        run.write(ENGINE_FILE, {**(run.read_optional(ENGINE_FILE) or {}), "recompiled_measured_calls": runner.recompiled})
     if runner.skipped_variants:
         progress.note(f"ablation skipped (it applies to vLLM, the run used {engines.name}): {runner.skipped_variants}")
         run.write(ENGINE_FILE, {**engines.record(), "skipped_variants": runner.skipped_variants})

@@ -249,3 +249,17 @@ def test_rerender_uses_the_claim_as_judged_and_refuses_an_empty_run(smoke_run: P
     (empty / "trials.jsonl").write_text("")
     result = runner.invoke(app, ["report", str(empty)])
     assert result.exit_code == 2 and "no measured generations" in result.output
+
+
+def test_a_measured_call_that_compiles_is_timed_again(tmp_path: Path, tiny_pair) -> None:
+    """With no warm-up, the static-cache path prepares each new shape inside a measured call: the runner
+    must serve that call again rather than record one-off work as decode time."""
+    result = runner.invoke(app, ["run", "smoke", "--output", str(tmp_path), *SMALL, "--set", "trials.warmup=0",
+                                 "--set", "engine.transformers.compile=true"])
+    assert result.exit_code == 0, result.output
+    assert "timed again" in result.output
+    (run_dir,) = tmp_path.iterdir()
+    engine = json.loads((run_dir / "engine.json").read_text())
+    assert engine["recompiled_measured_calls"] >= 2  # batch 1 (latency) and batch 4 (throughput), per model
+    rows = [row for row in records(run_dir) if row["phase"] == "measure"]
+    assert len(rows) == len({row["record_id"] for row in rows}) == 2 * 2 * 2 * 4

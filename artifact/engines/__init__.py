@@ -153,6 +153,9 @@ class _FirstLoad(Engine):
     def describe(self) -> dict[str, Any]:
         return self.inner.describe()
 
+    def compiled_during_last_call(self) -> bool:
+        return self.inner.compiled_during_last_call()
+
     def __getattr__(self, attribute: str) -> Any:  # optional hooks of the inner engine (e.g. prepare)
         inner = self.__dict__.get("inner")
         if inner is None:

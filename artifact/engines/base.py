@@ -114,3 +114,8 @@ class Engine(ABC):
     def describe(self) -> dict[str, Any]:
         """Engine name, version and the settings actually in force, for the run record."""
         return {"engine": self.name}
+
+    def compiled_during_last_call(self) -> bool:
+        """True when the last generate() compiled or captured something (a shape warm-up had not covered):
+        its time then holds one-off work, and the runner serves a measured call again."""
+        return False

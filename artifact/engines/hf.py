@@ -98,6 +98,7 @@ class TransformersEngine(Engine):
         self.model: Any = None
         self.tokenizer: Any = None
         self.decoder: Any = None
+        self._compiled_last_call = False
         self.memory: dict[str, Any] | None = None
 
     def load(self, model: ModelHandle) -> LoadedModelInfo:
@@ -212,14 +213,19 @@ class TransformersEngine(Engine):
             self.synchronize()
             first_token_at.append(time.perf_counter())
 
+        captures_before = len(self.decoder.events)
         started = time.perf_counter()
         new_tokens = self.decoder.generate(batch["input_ids"], batch["attention_mask"], first.max_new_tokens,
                                            temperature=first.temperature, seed=first.seed, on_first_token=first_token)
         rows = new_tokens.tolist()
         self.synchronize()
         finished = time.perf_counter() - started
+        self._compiled_last_call = len(self.decoder.events) > captures_before
         first_token_s = first_token_at[0] - started if first_token_at else None
         return _outputs(requests, batch, rows, first_token_s, finished)
+
+    def compiled_during_last_call(self) -> bool:
+        return self._compiled_last_call
 
     def decode(self, token_ids: Sequence[int]) -> str:
         # A synthetic model may use a larger vocabulary than the tokenizer it was given (Swallow shape, Llama 2
