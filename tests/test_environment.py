@@ -6,6 +6,7 @@ import json
 import os
 
 from artifact.measure import environment as env
+from artifact.measure import gpu_tools
 
 # nvidia-smi --query-gpu=<NVIDIA_QUERY_BASE + NVIDIA_THROTTLE_FIELDS> --format=csv,noheader,nounits (H200, driver 565)
 NVIDIA_IDLE = (
@@ -89,8 +90,8 @@ ROCM_PIDS = json.dumps({"system": {"PID48213": "python3, 1, 190162124800, 0, 0",
 
 
 def test_nvidia_csv_parses_every_field() -> None:
-    fields = env.NVIDIA_QUERY_BASE + env.NVIDIA_THROTTLE_FIELDS
-    gpus = [env.nvidia_gpu_from_row(row) for row in env.parse_nvidia_csv(NVIDIA_IDLE, fields)]
+    fields = gpu_tools.NVIDIA_QUERY_BASE + gpu_tools.NVIDIA_THROTTLE_FIELDS
+    gpus = [gpu_tools.nvidia_gpu_from_row(row) for row in gpu_tools.parse_nvidia_csv(NVIDIA_IDLE, fields)]
     assert [gpu["index"] for gpu in gpus] == [0, 1]
     first = gpus[0]
     assert first["name"] == "NVIDIA H200"
@@ -103,28 +104,28 @@ def test_nvidia_csv_parses_every_field() -> None:
 
 
 def test_nvidia_throttle_reasons_are_reported() -> None:
-    fields = env.NVIDIA_QUERY_BASE + env.NVIDIA_THROTTLE_FIELDS
-    gpu = env.nvidia_gpu_from_row(env.parse_nvidia_csv(NVIDIA_THROTTLED, fields)[0])
+    fields = gpu_tools.NVIDIA_QUERY_BASE + gpu_tools.NVIDIA_THROTTLE_FIELDS
+    gpu = gpu_tools.nvidia_gpu_from_row(gpu_tools.parse_nvidia_csv(NVIDIA_THROTTLED, fields)[0])
     assert gpu["throttle_reasons"] == ["sw_thermal_slowdown"]
     assert "sw_thermal_slowdown" in env.throttling_seen(gpu)
 
 
 def test_nvidia_base_query_without_throttle_fields() -> None:
-    line = ", ".join(NVIDIA_IDLE.splitlines()[0].split(", ")[: len(env.NVIDIA_QUERY_BASE)])
-    gpu = env.nvidia_gpu_from_row(env.parse_nvidia_csv(line, env.NVIDIA_QUERY_BASE)[0])
+    line = ", ".join(NVIDIA_IDLE.splitlines()[0].split(", ")[: len(gpu_tools.NVIDIA_QUERY_BASE)])
+    gpu = gpu_tools.nvidia_gpu_from_row(gpu_tools.parse_nvidia_csv(line, gpu_tools.NVIDIA_QUERY_BASE)[0])
     assert gpu["throttle_reasons"] == [] and gpu["sm_clock_max_mhz"] == 1980
 
 
 def test_nvidia_apps_and_banner() -> None:
-    rows = env.parse_nvidia_csv(NVIDIA_APPS, env.NVIDIA_APPS_QUERY)
+    rows = gpu_tools.parse_nvidia_csv(NVIDIA_APPS, gpu_tools.NVIDIA_APPS_QUERY)
     assert rows == [{"gpu_uuid": "GPU-5f3c1a2e-8d1b-4c7e-9a0f-1b2c3d4e5f60", "pid": "48213",
                      "process_name": "/usr/bin/python3", "used_memory": "127210"}]
-    assert env.parse_nvidia_cuda_version(NVIDIA_BANNER) == "12.7"
-    assert env.parse_nvidia_cuda_version("no banner") is None
+    assert gpu_tools.parse_nvidia_cuda_version(NVIDIA_BANNER) == "12.7"
+    assert gpu_tools.parse_nvidia_cuda_version("no banner") is None
 
 
 def test_rocm_smi_telemetry_json() -> None:
-    gpus, system = env.parse_rocm_smi_json(ROCM_TELEMETRY)
+    gpus, system = gpu_tools.parse_rocm_smi_json(ROCM_TELEMETRY)
     assert system == {}
     idle, busy = gpus
     assert idle["index"] == 0 and idle["temperature_c"] == 41.0  # junction: MI300X reports no edge sensor
@@ -135,22 +136,22 @@ def test_rocm_smi_telemetry_json() -> None:
 
 
 def test_rocm_smi_static_json() -> None:
-    gpus, system = env.parse_rocm_smi_json(ROCM_STATIC)
+    gpus, system = gpu_tools.parse_rocm_smi_json(ROCM_STATIC)
     assert gpus[0]["name"] == "AMD Instinct MI300X" and gpus[0]["gfx_version"] == "gfx942"
-    assert env._find(system, r"^driver version$") == "6.8.5"
+    assert gpu_tools.find_field(system, r"^driver version$") == "6.8.5"
 
 
 def test_rocm_peak_clocks_and_throttling() -> None:
-    peaks = env.parse_rocm_smi_clkfrq(ROCM_CLKFRQ)
+    peaks = gpu_tools.parse_rocm_smi_clkfrq(ROCM_CLKFRQ)
     assert peaks == {0: {"fclk": 1900.0, "mclk": 1300.0, "sclk": 2100.0}, 1: {"sclk": 2100.0}}
-    gpus = env.add_rocm_peak_clocks(env.parse_rocm_smi_json(ROCM_TELEMETRY)[0], peaks)
+    gpus = gpu_tools.add_rocm_peak_clocks(gpu_tools.parse_rocm_smi_json(ROCM_TELEMETRY)[0], peaks)
     assert gpus[0]["sm_clock_max_mhz"] == 2100.0
     assert env.throttling_seen(gpus[0]) is None
     assert "1306 MHz" in env.throttling_seen(gpus[1])  # 100 % busy at 62 % of the peak clock
 
 
 def test_rocm_pids() -> None:
-    processes = env.parse_rocm_smi_pids(json.loads(ROCM_PIDS)["system"])
+    processes = gpu_tools.parse_rocm_smi_pids(json.loads(ROCM_PIDS)["system"])
     assert {process["pid"]: process["name"] for process in processes} == {48213: "python3", 777: "rvs"}
     assert round(processes[0]["memory_mib"]) == 181353
 
@@ -164,14 +165,14 @@ def test_host_parsers() -> None:
     version_py = "__version__ = '2.7.0+gitf717b2a'\ndebug = False\ncuda: Optional[str] = None\nhip: Optional[str] = '6.4.43483-a187df25c'\n"
     assert env.parse_torch_build(version_py)["hip"] == "6.4.43483-a187df25c"
     assert env.parse_torch_build(version_py)["cuda"] is None
-    assert env.parse_hipconfig_version("6.4.43483-a187df25c") == "6.4.43483-a187df25c"
+    assert gpu_tools.parse_hipconfig_version("6.4.43483-a187df25c") == "6.4.43483-a187df25c"
 
 
 def test_missing_tool_is_absent_not_an_error() -> None:
-    result = env.run_tool(["r2-no-such-tool-anywhere", "--json"])
+    result = gpu_tools.run_tool(["r2-no-such-tool-anywhere", "--json"])
     assert result.status == "absent" and not result.ok
-    assert env.run_tool(["sleep", "5"], timeout_s=0.2).status == "timeout"
-    assert env.run_tool(["false"]).status == "failed"
+    assert gpu_tools.run_tool(["sleep", "5"], timeout_s=0.2).status == "timeout"
+    assert gpu_tools.run_tool(["false"]).status == "failed"
 
 
 def test_own_processes_are_not_noise() -> None:
@@ -218,8 +219,8 @@ def test_noise_warnings() -> None:
     rocm_env = {"numa_balancing": 1, "accelerators": {"vendor": "amd"}, "runtime": {}}
     quiet_env = {"numa_balancing": 0, "accelerators": {"vendor": "amd"}, "runtime": {}}
     cuda_env = {"numa_balancing": 1, "accelerators": {"vendor": "nvidia"}, "runtime": {"torch_build": {"cuda": "12.8"}}}
-    peaks = env.parse_rocm_smi_clkfrq(ROCM_CLKFRQ)
-    idle, busy = env.add_rocm_peak_clocks(env.parse_rocm_smi_json(ROCM_TELEMETRY)[0], peaks)
+    peaks = gpu_tools.parse_rocm_smi_clkfrq(ROCM_CLKFRQ)
+    idle, busy = gpu_tools.add_rocm_peak_clocks(gpu_tools.parse_rocm_smi_json(ROCM_TELEMETRY)[0], peaks)
 
     assert env.noise_warnings(quiet_env, [_snapshot("before", [idle])]) == []
     assert env.noise_warnings(cuda_env, []) == []  # NUMA balancing advice is ROCm's
