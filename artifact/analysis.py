@@ -15,7 +15,7 @@ import numpy as np
 
 from artifact.claims import CONFOUNDED, Claim, verdict
 from artifact.config import ExperimentConfig
-from artifact.stats import Interval, median_ci, paired_ratio_of_means, projected_speed_ratio
+from artifact.stats import median_ci, paired_ratio_of_means, projected_speed_ratio
 
 RESULTS_SCHEMA_VERSION = 1
 PER_MODEL_METRICS = {

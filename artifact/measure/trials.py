@@ -12,7 +12,7 @@ from typing import Any
 
 from artifact.config import EngineSettings
 from artifact.engines.base import Engine, GenerationOutput, GenerationRequest, LoadedModelInfo, ModelHandle
-from artifact.errors import LengthMismatchError
+from artifact.errors import EngineError, LengthMismatchError
 from artifact.plan import Block, Plan
 from artifact.store import RunDirectory, utc_now
 
@@ -155,6 +155,8 @@ class TrialRunner:
             outputs = engine.generate(requests)
             engine.synchronize()
             elapsed = time.perf_counter() - started
+            if len(outputs) != len(requests):
+                raise EngineError(f"engine {engine.name} returned {len(outputs)} outputs for {len(requests)} requests")
             # A measured call that had to compile a new shape timed one-off work: serve it again, once.
             if phase != "measure" or not engine.compiled_during_last_call():
                 break
@@ -167,7 +169,7 @@ class TrialRunner:
             # analysis keeps the newest record of each id), never as a smaller batch.
             requests = list(block.requests)
             outputs, elapsed = self._timed_generate(engine, requests, block.phase)
-            self._write(engine, block, [(request, output, elapsed) for request, output in zip(requests, outputs)],
+            self._write(engine, block, [(request, output, elapsed) for request, output in zip(requests, outputs, strict=True)],
                         batch_size=len(requests))
         else:
             for request in block.requests:
