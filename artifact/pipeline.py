@@ -58,10 +58,18 @@ def load_plan(config: ExperimentConfig) -> Plan:
     return build_plan(config, load_prompts(config.generation.prompts))
 
 
-def _open_run(config: ExperimentConfig, output_root: Path, resume: Path | None) -> tuple[RunDirectory, set[str], str]:
-    """A new run directory, or the one being resumed: (run, ids already measured, when the run started)."""
+@dataclass(frozen=True)
+class OpenedRun:
+    run: RunDirectory
+    completed: set[str]  # ids already measured (a resumed run)
+    started: str  # when the run first started
+    last_sequence: int  # numbering continues from here
+
+
+def _open_run(config: ExperimentConfig, output_root: Path, resume: Path | None) -> OpenedRun:
+    """A new run directory, or the one being resumed."""
     if resume is None:
-        return RunDirectory.create(output_root, config.name), set(), utc_now()
+        return OpenedRun(RunDirectory.create(output_root, config.name), set(), utc_now(), 0)
     run = RunDirectory.open(resume)
     stored = run.read(CONFIG_FILE)
     if stored.get("fingerprint") != config.fingerprint():
@@ -70,8 +78,10 @@ def _open_run(config: ExperimentConfig, output_root: Path, resume: Path | None) 
             f"{config.fingerprint()}); resume only with the same config, or start a new run"
         )
     run.repair_tail()
-    done = {record["record_id"] for record in run.records() if record["phase"] == "measure" and not record.get("error")}
-    return run, done, stored.get("written", utc_now())
+    records = run.records()
+    done = {record["record_id"] for record in records if record["phase"] == "measure" and not record.get("error")}
+    return OpenedRun(run, done, stored.get("written", utc_now()),
+                     max((record.get("sequence", 0) for record in records), default=0))
 
 
 def measure_device_bandwidth() -> dict[str, Any] | None:
@@ -83,12 +93,11 @@ def measure_device_bandwidth() -> dict[str, Any] | None:
     return measure_copy_bandwidth("cuda")
 
 
-def roofline(run: RunDirectory, models_loaded: dict[str, Any]) -> dict[str, Any] | None:
+def roofline(bandwidth: dict[str, Any] | None, records: list[dict[str, Any]],
+             models_loaded: dict[str, Any]) -> dict[str, Any] | None:
     """Achieved decode tokens/s against the bandwidth limit of each model and mode (GPU runs only)."""
-    bandwidth = run.read_optional(BANDWIDTH_FILE)
     if not bandwidth or not models_loaded:
         return None
-    records = run.records()
     measured = [record for record in records if record["phase"] == "measure" and not record.get("error")]
     batch = {record["mode"]: record["batch_size"] for record in measured}
     context = average_context(records)
@@ -108,8 +117,9 @@ def run_experiment(config: ExperimentConfig, *, output_root: Path, resume: Path 
     confounds = check_confounds(config, {name: architecture_facts(handle) for name, handle in handles.items()})
     engines = EngineFactory(config.engine)  # engine = "auto" may still fall back at the first load
 
-    run, completed, first_started = _open_run(config, output_root, resume)
-    run.write(CONFIG_FILE, {"fingerprint": config.fingerprint(), "written": first_started, "config": config.to_dict(),
+    opened = _open_run(config, output_root, resume)
+    run = opened.run
+    run.write(CONFIG_FILE, {"fingerprint": config.fingerprint(), "written": opened.started, "config": config.to_dict(),
                             "claim": claim_to_dict(claim)})
     clock = PhaseClock(run)
     run.write(ENVIRONMENT_FILE, capture_environment())
@@ -142,9 +152,9 @@ def run_experiment(config: ExperimentConfig, *, output_root: Path, resume: Path 
         variant_applies=lambda variant: variant == "default" or engines.name == "vllm",
         max_resident=engines.max_resident_models,
         progress=lambda label, count: progress.advance(label, count) if label.startswith("measure") else None,
-        completed=completed,
+        completed=opened.completed,
         snapshot=lambda label: snapshots.append(telemetry_snapshot(label)),
-        sequence_start=max((record.get("sequence", 0) for record in run.records()), default=0),
+        sequence_start=opened.last_sequence,
     )
     try:
         infos = runner.execute()
@@ -152,13 +162,16 @@ def run_experiment(config: ExperimentConfig, *, output_root: Path, resume: Path 
         snapshots.append(telemetry_snapshot("after trials"))
         run.write(TELEMETRY_FILE, snapshots)
     run.write(MODELS_FILE, loaded_info_dict(infos))
+    after_trials: dict[str, Any] = {}
     if runner.recompiled:
         progress.note(f"{runner.recompiled} measured call(s) compiled a shape the warm-up had not covered and were timed "
                       "again (the first, compiling, call is not recorded); more trials.warmup_prompts avoids it")
-        run.write(ENGINE_FILE, {**(run.read_optional(ENGINE_FILE) or {}), "recompiled_measured_calls": runner.recompiled})
+        after_trials["recompiled_measured_calls"] = runner.recompiled
     if runner.skipped_variants:
         progress.note(f"ablation skipped (it applies to vLLM, the run used {engines.name}): {runner.skipped_variants}")
-        run.write(ENGINE_FILE, {**engines.record(), "skipped_variants": runner.skipped_variants})
+        after_trials["skipped_variants"] = runner.skipped_variants
+    if after_trials:
+        run.write(ENGINE_FILE, {**engines.record(), **after_trials})
 
     return RunOutcome(run, finalize(run, clock=clock))
 
@@ -186,6 +199,8 @@ def finalize(run: RunDirectory, *, clock: PhaseClock | None = None) -> dict[str,
     if clock is not None:
         clock.record("analysis", time.perf_counter() - started)
     models_loaded = run.read_optional(MODELS_FILE) or {}
+    environment = run.read_optional(ENVIRONMENT_FILE)
+    telemetry = run.read_optional(TELEMETRY_FILE) or []
     accelerator = any(str(info.get("device", "cpu")).startswith(("cuda", "hip", "rocm")) for info in models_loaded.values())
     results.update({
         "run": {"directory": str(run.path), "config_name": config.name, "smoke": config.smoke,
@@ -194,12 +209,11 @@ def finalize(run: RunDirectory, *, clock: PhaseClock | None = None) -> dict[str,
         "engine": run.read_optional(ENGINE_FILE),
         "models_loaded": models_loaded,
         "token_efficiency": None if tokens is None else tokens["summary"],
-        "environment": run.read_optional(ENVIRONMENT_FILE),
-        "telemetry": run.read_optional(TELEMETRY_FILE) or [],
-        "noise_warnings": noise_warnings(run.read_optional(ENVIRONMENT_FILE) or {},
-                                                      run.read_optional(TELEMETRY_FILE) or []),
+        "environment": environment,
+        "telemetry": telemetry,
+        "noise_warnings": noise_warnings(environment or {}, telemetry),
         "cost": cost_log(run.phases(), config, accelerator=accelerator),
-        "roofline": roofline(run, models_loaded),
+        "roofline": roofline(run.read_optional(BANDWIDTH_FILE), records, models_loaded),
     })
     run.write(RESULTS_FILE, results)
     render_reports(run.path, results)
