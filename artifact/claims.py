@@ -12,7 +12,7 @@ from artifact.toml_fields import Table, did_you_mean, read_toml
 
 CLAIMS_DIR = Path(__file__).resolve().parent / "claims"
 SPEED_METRICS = ("ja_chars_per_s", "tokens_per_s")
-VERDICT_MODES = ("latency", "throughput")
+VERDICT_MODES = ("latency", "throughput", "fixed_text")
 
 PASS, FAIL, INCONCLUSIVE, CONFOUNDED = "PASS", "FAIL", "INCONCLUSIVE", "CONFOUNDED"
 

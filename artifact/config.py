@@ -22,7 +22,7 @@ from artifact.toml_fields import Table, did_you_mean, read_toml
 CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
 ROLES = ("candidate", "baseline")
 ENGINES = ("transformers", "vllm", "auto")
-MODES = ("latency", "throughput")
+MODES = ("latency", "throughput", "fixed_text")
 WEIGHTS = ("real", "synthetic")
 DTYPES = ("bfloat16", "float16", "float32", "auto")
 DEVICES = ("auto", "cpu", "cuda")

@@ -33,11 +33,13 @@ class Document:
 
 @dataclass(frozen=True)
 class Prompt:
-    """A benchmark prompt: its stable id, the prompt text, and an optional task label."""
+    """A benchmark unit: its stable id, the prompt text, an optional task label, and for fixed-text timing the
+    reference continuation every model must emit (in its own tokenization) after the prompt."""
 
     id: str
     text: str
     task: str | None = None
+    continuation: str | None = None
 
 
 # --- JSQuAD ----------------------------------------------------------------------------------

@@ -69,6 +69,9 @@ class GenerationRequest:
     max_new_tokens: int
     seed: int
     temperature: float = 0.0
+    # Fixed-text timing: the text the model must emit after `prompt`, one forced token per decode step (its own
+    # tokenization); None for free generation.
+    continuation: str | None = None
 
 
 @dataclass(frozen=True)
