@@ -118,6 +118,25 @@ class TokenSettings:
     max_documents: int = 0
 
 
+DEFAULT_REFERENCE_PROMPT = "次の文章を書いてください。"
+
+
+@dataclass(frozen=True)
+class ReferenceTextSettings:
+    """Fixed-text timing's reference documents (`[reference_texts]`, built by artifact/reference_texts.py):
+    `documents` documents of `corpus` chosen with `seed` (None = the experiment's seed), each cut at the
+    sentence end nearest `target_chars` characters, within [`min_chars`, `max_chars`]; every model prefills
+    `prompt` (P), then emits the cut text (T)."""
+
+    corpus: str = "jsquad"
+    documents: int = 20
+    target_chars: int = 150
+    min_chars: int = 80
+    max_chars: int = 220
+    prompt: str = DEFAULT_REFERENCE_PROMPT
+    seed: int | None = None
+
+
 @dataclass(frozen=True)
 class ExperimentConfig:
     name: str
@@ -133,6 +152,7 @@ class ExperimentConfig:
     analysis: AnalysisSettings
     source: Path
     tokens: TokenSettings = field(default_factory=TokenSettings)
+    reference_texts: ReferenceTextSettings | None = None  # None: no [reference_texts] section (no fixed_text mode)
 
     @property
     def candidate(self) -> ModelSpec:
@@ -151,6 +171,8 @@ class ExperimentConfig:
         payload.pop("source", None)
         payload.pop("cost", None)
         payload.pop("analysis", None)
+        if payload.get("reference_texts") is None:
+            payload.pop("reference_texts", None)  # configs without the section keep their earlier fingerprint
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -242,7 +264,11 @@ def parse_config(data: dict[str, Any], source: Path) -> ExperimentConfig:
         analysis=_parse_analysis(top.sub("analysis")),
         source=source,
         tokens=_parse_tokens(top.sub("tokens")),
+        reference_texts=_parse_reference_texts(top, source),
     )
+    if "fixed_text" in config.trials.modes and config.reference_texts is None:
+        raise ConfigError(f"{source}: field 'trials.modes': \"fixed_text\" needs a [reference_texts] section "
+                          "(which corpus, how many documents, the cut length and the prompt)")
     for table in (experiment, top):
         table.check_no_unknown()
     return config
@@ -389,6 +415,36 @@ def _parse_tokens(table: Table) -> TokenSettings:
     return settings
 
 
+def _parse_reference_texts(top: Table, source: Path) -> ReferenceTextSettings | None:
+    from artifact.corpora import corpus_ids
+
+    if "reference_texts" not in top.data:
+        top._read.add("reference_texts")
+        return None
+    table = top.sub("reference_texts")
+    defaults = ReferenceTextSettings()
+    known = corpus_ids()
+    corpus = table.get("corpus", str, defaults.corpus)
+    if corpus not in known:
+        raise table.fail("corpus", f"unknown corpus {corpus!r}{did_you_mean(corpus, known)}; known: {', '.join(known)}")
+    settings = ReferenceTextSettings(
+        corpus=corpus,
+        documents=table.positive_int("documents", defaults.documents),
+        target_chars=table.positive_int("target_chars", defaults.target_chars),
+        min_chars=table.positive_int("min_chars", defaults.min_chars),
+        max_chars=table.positive_int("max_chars", defaults.max_chars),
+        prompt=table.get("prompt", str, defaults.prompt),
+        seed=table.get("seed", int, None),
+    )
+    if not settings.min_chars <= settings.target_chars <= settings.max_chars:
+        raise table.fail("target_chars", f"expected min_chars <= target_chars <= max_chars, got "
+                                         f"{settings.min_chars} <= {settings.target_chars} <= {settings.max_chars}")
+    if not settings.prompt.strip():
+        raise table.fail("prompt", "expected a non-empty prompt P (every model prefills it before the text)")
+    table.check_no_unknown()
+    return settings
+
+
 def _parse_cost(table: Table) -> CostSettings:
     settings = CostSettings(
         price_per_gpu_hour_usd=table.get("price_per_gpu_hour_usd", float, 2.69),
@@ -442,4 +498,5 @@ def config_from_resolved(data: dict[str, Any]) -> ExperimentConfig:
         source=Path(data["source"]),
         tokens=TokenSettings(**{key: tuple(value) if isinstance(value, list) else value
                                 for key, value in data.get("tokens", {}).items()}),
+        reference_texts=ReferenceTextSettings(**data["reference_texts"]) if data.get("reference_texts") else None,
     )

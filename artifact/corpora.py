@@ -21,6 +21,7 @@ from artifact.data import dataset_dir, load_manifest, resolve_data_file
 from artifact.errors import DataError
 
 PROMPTS_FILENAME = "prompts_swallow_bench.jsonl"
+TINY_JA_FILENAME = "tiny_corpus_ja.txt"
 
 
 @dataclass(frozen=True)
@@ -270,19 +271,34 @@ def read_prompts(path: Path) -> list[Document]:
     return [Document(prompt.id, prompt.text) for prompt in load_prompts(path)]
 
 
+# --- Shipped Japanese text (dataset/tiny_corpus_ja.txt) ---------------------------------------
+
+
+def read_plain_paragraphs(path: Path) -> list[Document]:
+    """One document per non-blank line of a plain UTF-8 text file (the shipped tiny Japanese corpus).
+
+    This is the text the tiny pair's tokenizers were trained on: a pipeline check that needs no download,
+    never evidence about Swallow.
+    """
+    return [Document(f"{path.stem}:{number}", line) for number, line in _numbered_lines(path)]
+
+
 # --- Registry --------------------------------------------------------------------------------
 
 Loader = Callable[[Path], list[Document]]
 
-# Corpus id -> loader. Every id except "prompts" reads the manifest entry whose `loader` field
-# equals the corpus id; "prompts" reads the committed file in dataset/.
+# Corpus id -> loader. Every id not in SHIPPED reads the manifest entry whose `loader` field equals the
+# corpus id; the SHIPPED ones read their committed file in dataset/.
 LOADERS: dict[str, Loader] = {
     "jsquad": read_jsquad,
     "jcommonsenseqa": read_jcommonsenseqa,
     "wagahai": read_wagahai,
     "botchan": read_botchan,
     "prompts": read_prompts,
+    "tiny_ja": read_plain_paragraphs,
 }
+# Corpora shipped in dataset/ (no manifest entry, no download): corpus id -> file name.
+SHIPPED = {"prompts": PROMPTS_FILENAME, "tiny_ja": TINY_JA_FILENAME}
 
 
 def corpus_ids() -> list[str]:
@@ -296,8 +312,8 @@ def load_corpus(
     loader = LOADERS.get(corpus_id)
     if loader is None:
         raise DataError(_unknown_corpus_message(corpus_id))
-    if corpus_id == "prompts":
-        return loader(dataset_dir() / PROMPTS_FILENAME)
+    if corpus_id in SHIPPED:
+        return loader(dataset_dir() / SHIPPED[corpus_id])
     entry = load_manifest().by_loader(corpus_id)
     return loader(resolve_data_file(entry.id, mirror=mirror, cache_dir=cache_dir))
 
