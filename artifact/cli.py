@@ -103,6 +103,24 @@ def print_verdicts(results: dict[str, Any]) -> None:
         console.print("[bold yellow]Smoke run: checks the pipeline on the tiny model pair; not evidence about Swallow.[/]")
 
 
+def _print_design(the_plan: Any, modes: tuple[str, ...]) -> None:
+    """How the models are ordered, and whether every model sits in every position equally often."""
+    if the_plan.interleaved:
+        console.print("order: every model stays loaded, so in latency/fixed-text mode the models alternate unit by unit "
+                      "within each round (Williams design: each model in each position equally often)")
+    else:
+        console.print("order: one model loaded at a time, so each round runs one block per model (Williams design over rounds)")
+    for trial, order in enumerate(the_plan.model_order_by_trial):
+        console.print(f"trial {trial}: {' -> '.join(order)}{' (first unit)' if the_plan.interleaved else ''}")
+    for mode in modes:
+        counts = the_plan.position_counts(mode)
+        listed = "; ".join(f"{model} {'/'.join(map(str, row))}" for model, row in counts.items())
+        state = "balanced" if the_plan.balanced(mode) else (
+            "[yellow]NOT balanced[/]: make the number of units (interleaved) or rounds (blocks) a multiple of the design's "
+            "rows (2 models: 2; 3 models: 6)")
+        console.print(f"positions in {mode} mode (times at position 0/1/...): {listed} -> {state}")
+
+
 @app.command()
 @user_errors
 def plan(config: ConfigArgument, set_: SetOption = None, as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False) -> None:
@@ -126,8 +144,7 @@ def plan(config: ConfigArgument, set_: SetOption = None, as_json: Annotated[bool
     console.print(table)
     console.print(f"engine: {experiment.engine.name} · modes: {', '.join(experiment.trials.modes)} · "
                   f"{experiment.generation.max_new_tokens} forced new tokens per generation")
-    for trial, order in enumerate(the_plan.model_order_by_trial):
-        console.print(f"trial {trial}: {' -> '.join(order)}")
+    _print_design(the_plan, experiment.trials.modes)
     console.print(f"generations: {guess['measured_generations']} measured + {guess['warmup_generations']} warm-up "
                   f"({guess['generated_tokens']} tokens), {guess['model_loads']} model loads")
     console.print(f"estimate: {guess['seconds'] / 60:.1f} min, {guess['gpu_hours']:.3f} GPU-hours, "

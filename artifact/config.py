@@ -20,7 +20,7 @@ from artifact.paths import dataset_dir
 from artifact.toml_fields import Table, did_you_mean, read_toml
 
 CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
-ROLES = ("candidate", "baseline")
+ROLES = ("candidate", "baseline", "control")  # control: measured (e.g. an A/A twin), never judged
 ENGINES = ("transformers", "vllm", "auto")
 MODES = ("latency", "throughput", "fixed_text")
 WEIGHTS = ("real", "synthetic")
@@ -106,6 +106,13 @@ class AnalysisSettings:
     bootstrap_resamples: int = 10_000
     confidence: float = 0.95
     allow_confounded: bool = False
+    # Completeness and noise (issue 10): below min_units paired units, or min_rounds rounds, the verdict is
+    # INSUFFICIENT; noise_floor names two models of identical shape and tokenizer measured as an A/A pair, and
+    # the run is NOISY when their ratio is further than noise_tolerance from 1.
+    min_units: int = 5
+    min_rounds: int = 2
+    noise_floor: tuple[str, ...] = ()
+    noise_tolerance: float = 0.02
 
 
 @dataclass(frozen=True)
@@ -271,6 +278,10 @@ def parse_config(data: dict[str, Any], source: Path) -> ExperimentConfig:
                           "(which corpus, how many documents, the cut length and the prompt)")
     for table in (experiment, top):
         table.check_no_unknown()
+    unknown = [name for name in config.analysis.noise_floor if name not in {model.name for model in config.models}]
+    if unknown:
+        raise ConfigError(f"{source}: field 'analysis.noise_floor': {unknown} not among the [[models]] names "
+                          f"{[model.name for model in config.models]}")
     return config
 
 
@@ -465,9 +476,17 @@ def _parse_analysis(table: Table) -> AnalysisSettings:
         bootstrap_resamples=table.positive_int("bootstrap_resamples", 10_000),
         confidence=table.get("confidence", float, 0.95),
         allow_confounded=table.get("allow_confounded", bool, False),
+        min_units=table.positive_int("min_units", 5),
+        min_rounds=table.positive_int("min_rounds", 2),
+        noise_floor=tuple(table.get("noise_floor", list, [])),
+        noise_tolerance=table.get("noise_tolerance", float, 0.02),
     )
     if not 0.5 <= settings.confidence < 1:
         raise table.fail("confidence", f"expected a level in [0.5, 1), got {settings.confidence}")
+    if settings.noise_floor and (len(settings.noise_floor) != 2 or len(set(settings.noise_floor)) != 2):
+        raise table.fail("noise_floor", f"expected two different model names (an A/A pair), got {list(settings.noise_floor)}")
+    if not 0 < settings.noise_tolerance < 1:
+        raise table.fail("noise_tolerance", f"expected a fraction in (0, 1), got {settings.noise_tolerance}")
     table.check_no_unknown()
     return settings
 
@@ -494,7 +513,8 @@ def config_from_resolved(data: dict[str, Any]) -> ExperimentConfig:
             vllm=VLLMSettings(**engine["vllm"]),
         ),
         cost=CostSettings(**data["cost"]),
-        analysis=AnalysisSettings(**data["analysis"]),
+        analysis=AnalysisSettings(**{key: tuple(value) if isinstance(value, list) else value
+                                     for key, value in data["analysis"].items()}),
         source=Path(data["source"]),
         tokens=TokenSettings(**{key: tuple(value) if isinstance(value, list) else value
                                 for key, value in data.get("tokens", {}).items()}),

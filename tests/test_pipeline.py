@@ -54,14 +54,18 @@ def test_expanded_tokenizer_sees_shorter_japanese_prompts(smoke_run: Path) -> No
         assert prompt_tokens["tiny-expanded"][prompt_id] < base_count
 
 
-def test_model_order_interleaves(smoke_run: Path) -> None:
-    measured = sorted((row for row in records(smoke_run) if row["phase"] == "measure"), key=lambda row: row["sequence"])
-    order = []
-    for row in measured:
-        key = (row["trial"], row["model"])
-        if not order or order[-1] != key:
-            order.append(key)
-    assert order == [(0, "tiny-expanded"), (0, "tiny-baseline"), (1, "tiny-baseline"), (1, "tiny-expanded")]
+def test_models_alternate_per_unit_with_recorded_positions(smoke_run: Path) -> None:
+    """transformers keeps both models resident: each prompt of a round runs on both models back to back, in a
+    counterbalanced order, and every record says at which position its model ran."""
+    measured = sorted((row for row in records(smoke_run) if row["phase"] == "measure" and row["mode"] == "latency"),
+                      key=lambda row: row["sequence"])
+    pairs = [measured[index:index + 2] for index in range(0, len(measured), 2)]
+    for first, second in pairs:
+        assert (first["trial"], first["prompt_id"]) == (second["trial"], second["prompt_id"])
+        assert {first["model"], second["model"]} == {"tiny-expanded", "tiny-baseline"}
+        assert (first["position"], second["position"]) == (0, 1)
+    first_models = [first["model"] for first, _ in pairs]
+    assert first_models.count("tiny-expanded") == first_models.count("tiny-baseline")  # each model first equally often
 
 
 def test_results_json_has_verdict_metrics_and_cost(smoke_run: Path) -> None:
@@ -135,7 +139,8 @@ def test_plan_command_prints_estimate() -> None:
     result = runner.invoke(app, ["plan", "r2-swallow-7b"])
     assert result.exit_code == 0, result.output
     assert "swallow-7b-nve" in result.output and "GPU-hours" in result.output
-    assert "trial 1: llama-2-7b -> swallow-7b-nve -> swallow-7b" in result.output
+    assert "trial 1: swallow-7b-nve -> llama-2-7b -> swallow-7b" in result.output  # Williams row 2 for 3 models
+    assert "positions in latency mode" in result.output and "balanced" in result.output
 
 
 def test_validate_runs_a_registered_claim(tmp_path: Path, tiny_pair) -> None:

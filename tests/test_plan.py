@@ -1,32 +1,110 @@
-"""The plan is pure and fair: stable ids, identical seeds across models, alternating model order."""
+"""The plan is pure and fair: stable ids, identical seeds across models, counterbalanced model order."""
 
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import replace
+
+import pytest
+
 from artifact.config import load_config, parse_overrides
 from artifact.corpora import Prompt
-from artifact.plan import build_plan
+from artifact.errors import ConfigError
+from artifact.plan import build_plan, count_loads, planned_generations, williams_orders
 
-PROMPTS = [Prompt(id=f"p{index}", text=f"質問{index}") for index in range(5)]
+PROMPTS = [Prompt(id=f"p{index}", text=f"質問{index}") for index in range(6)]
+DOCUMENTS = [Prompt(id=f"d{index}", text="前文", continuation=f"本文{index}です。") for index in range(6)]
+THREE_MODELS = """
+[[models]]
+name = "tiny-expanded"
+role = "candidate"
+builtin = "tiny-expanded"
+[[models]]
+name = "tiny-baseline"
+role = "baseline"
+builtin = "tiny-baseline"
+[[models]]
+name = "tiny-baseline-twin"
+role = "control"
+builtin = "tiny-baseline"
+"""
 
 
 def smoke_config(**overrides: str):
     return load_config("smoke", parse_overrides([f"{key}={value}" for key, value in overrides.items()]))
 
 
-def test_model_order_alternates_between_trials() -> None:
-    plan = build_plan(smoke_config(**{"trials.measured": "4"}), PROMPTS)
+def three_model_config(tmp_path, engine: str = "transformers", measured: int = 3, modes: str = '["latency"]'):
+    path = tmp_path / "three.toml"
+    path.write_text(f"""
+[experiment]
+name = "three"
+smoke = true
+[generation]
+max_new_tokens = 8
+[trials]
+warmup = 0
+measured = {measured}
+modes = {modes}
+[engine]
+name = "{engine}"
+{THREE_MODELS}
+""")
+    return load_config(str(path))
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 4, 5])
+def test_williams_rows_balance_positions_and_carry_over(count: int) -> None:
+    rows = williams_orders(count)
+    assert len(rows) == (count if count % 2 == 0 else 2 * count)
+    for position in range(count):  # every treatment in every position equally often
+        assert Counter(row[position] for row in rows) == Counter({treatment: len(rows) // count for treatment in range(count)})
+    follows = Counter((row[i], row[i + 1]) for row in rows for i in range(count - 1))
+    if count > 1:  # every ordered pair of neighbours equally often
+        assert len(follows) == count * (count - 1) and len(set(follows.values())) == 1
+
+
+def test_three_models_interleaved_per_unit_are_balanced(tmp_path) -> None:
+    """The old forward/reversed order left the middle model in the middle; the Williams rows rotate all of them."""
+    config = three_model_config(tmp_path, measured=2)
+    plan = build_plan(config, PROMPTS)  # 6 units per round = the 6 rows of the Williams design for 3 models
+    assert plan.interleaved
+    assert all(len(set(block.requests)) == 1 and block.unit == block.requests[0].prompt_id for block in plan.measured)
+    assert plan.position_counts("latency") == {name: [4, 4, 4] for name in ("tiny-expanded", "tiny-baseline", "tiny-baseline-twin")}
+    assert plan.balanced("latency")
+    assert not build_plan(config, PROMPTS[:4]).balanced("latency")  # 4 units: `artifact plan` says so
+    unit_orders = {group.order for group in plan.groups if group.unit == "p0"}
+    assert len(unit_orders) == 2  # a unit changes order (and positions) from one round to the next
+    # Units run one after the other; within a unit, every model once, in the group's order and position.
+    first_unit = plan.measured[:3]
+    assert {block.unit for block in first_unit} == {"p0"} and [block.position for block in first_unit] == [0, 1, 2]
+    assert [block.model for block in first_unit] == list(plan.groups[0].order)
+
+
+def test_one_resident_model_runs_blocks_per_round_balanced_over_three_rounds(tmp_path) -> None:
+    config = three_model_config(tmp_path, engine="vllm", measured=3, modes='["latency", "throughput"]')
+    plan = build_plan(config, PROMPTS)
+    assert not plan.interleaved
+    assert plan.position_counts("latency") == {name: [1, 1, 1] for name in ("tiny-expanded", "tiny-baseline", "tiny-baseline-twin")}
+    # A model runs all its modes before the next one loads.
+    sequence = [(block.trial, block.model) for block in plan.measured]
+    assert sequence == [pair for pair in sequence[::2] for _ in range(2)]
+    assert {len(block.requests) for block in plan.measured} == {len(PROMPTS)}
+    unbalanced = build_plan(three_model_config(tmp_path, engine="vllm", measured=2), PROMPTS)
+    assert not unbalanced.balanced("latency")  # 2 rounds cannot balance 3 positions: `artifact plan` says so
+
+
+def test_two_models_alternate_like_abba_on_vllm() -> None:
+    plan = build_plan(smoke_config(**{"trials.measured": "4", "engine.name": "vllm"}), PROMPTS)
     assert plan.model_order_by_trial == (
         ("tiny-expanded", "tiny-baseline"),
         ("tiny-baseline", "tiny-expanded"),
         ("tiny-expanded", "tiny-baseline"),
         ("tiny-baseline", "tiny-expanded"),
     )
-    assert [block.model for block in plan.measured if block.mode == "latency"] == [
-        model for order in plan.model_order_by_trial for model in order
-    ]
 
 
-def test_counts_ids_and_seeds() -> None:
+def test_counts_ids_seeds_and_positions() -> None:
     config = smoke_config(**{"trials.measured": "3", "generation.max_prompts": "4"})
     plan = build_plan(config, PROMPTS)
     assert plan.measured_generations == 3 * 2 * 2 * 4  # trials x models x modes x prompts
@@ -40,6 +118,22 @@ def test_counts_ids_and_seeds() -> None:
             assert request.max_new_tokens == config.generation.max_new_tokens
     assert all(len(values) == 1 for values in seeds.values())  # same seed for every model and mode
     assert len({next(iter(values)) for values in seeds.values()}) == len(seeds)  # different per trial/prompt
+    planned = planned_generations(plan)
+    assert len(planned) == plan.measured_generations and {row["position"] for row in planned} == {0, 1}
+    assert plan.balanced("latency") and plan.balanced("throughput") is False  # 3 rounds, 2 models: 2 vs 1
+
+
+def test_fixed_text_uses_the_reference_units_with_their_continuation() -> None:
+    base = smoke_config(**{"generation.max_prompts": "2"})
+    config = replace(base, trials=replace(base.trials, modes=("fixed_text", "latency")))
+    plan = build_plan(config, PROMPTS, reference_units=DOCUMENTS)
+    fixed = [request for block in plan.measured if block.mode == "fixed_text" for request in block.requests]
+    assert len(fixed) == config.trials.measured * 2 * len(DOCUMENTS)
+    assert {request.continuation for request in fixed} == {unit.continuation for unit in DOCUMENTS}
+    latency = [request for block in plan.measured if block.mode == "latency" for request in block.requests]
+    assert {request.prompt_id for request in latency} == {"p0", "p1"} and all(r.continuation is None for r in latency)
+    with pytest.raises(ConfigError, match="reference texts"):
+        build_plan(config, PROMPTS)
 
 
 def test_plan_is_deterministic() -> None:
@@ -68,13 +162,12 @@ def test_chunked_prefill_ablation_adds_a_variant_for_vllm_only() -> None:
 
 def test_load_count_follows_the_resident_limit() -> None:
     from artifact.cost import estimate
-    from artifact.plan import count_loads
 
     plan = build_plan(smoke_config(**{"trials.measured": "3"}), PROMPTS)
-    assert count_loads(plan, None) == 2  # transformers: each model loads once
-    assert count_loads(plan, 2) == 2
-    # One resident model: A B | B A | A B -> loads A, B, (B stays), A, (A stays), B = 4.
-    assert count_loads(plan, 1) == 4
+    assert count_loads(plan, None) == 2  # transformers: each model loads once, whatever the interleaving
     vllm = smoke_config(**{"trials.measured": "3", "engine.name": "vllm"})
-    guess = estimate(build_plan(vllm, PROMPTS), vllm)
-    assert guess["model_loads"] == 4 and guess["warmup_generations"] == 4 * 1 * 2 * 4
+    vllm_plan = build_plan(vllm, PROMPTS)
+    # One resident model: A B | B A | A B -> loads A, B, (B stays), A, (A stays), B = 4.
+    assert count_loads(vllm_plan, 1) == 4
+    guess = estimate(vllm_plan, vllm)
+    assert guess["model_loads"] == 4 and guess["warmup_generations"] == 4 * 1 * 2 * 4  # loads x warm-up trials x modes x warmup_prompts

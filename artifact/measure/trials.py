@@ -49,6 +49,7 @@ def build_record(block: Block, request: GenerationRequest, output: GenerationOut
         "model": block.model,
         "mode": block.mode,
         "variant": block.variant,
+        "position": block.position,  # of this model within its group (plan.py: counterbalanced order)
         "engine": engine_name,
         "prompt_id": request.prompt_id,
         "batch_size": batch_size,
