@@ -19,3 +19,7 @@ class EngineError(ArtifactError):
 
 class LengthMismatchError(ArtifactError):
     """A model returned a different number of tokens than the forced generation length."""
+
+
+class FixedTextMismatchError(ArtifactError):
+    """Fixed-text timing: a model did not emit exactly the reference text (ids or decoded characters differ)."""

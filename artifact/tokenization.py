@@ -66,13 +66,18 @@ def load_tokenizer(source: str | Path, revision: str | None = None) -> PreTraine
     )
 
 
-def count_tokens(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]) -> list[int]:
-    """Number of tokens of each text, without BOS/EOS or other special tokens.
+def text_token_ids(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]) -> list[list[int]]:
+    """The token ids of each text on its own: the one tokenization rule for text (not prompts) everywhere.
 
-    Text that happens to spell a special token (`<s>`) is tokenised as text, as SentencePiece does:
-    corpus text is never a control sequence.
+    A text is encoded as SentencePiece encodes a standalone text (`sentencepiece.encode(text)`): the
+    model's own normaliser and dummy-prefix space, no BOS/EOS or other special tokens. Text that happens
+    to spell a special token (`<s>`) is tokenised as text, as SentencePiece does: corpus text is never a
+    control sequence. The tokenizer stage counts these ids, and fixed-text timing emits exactly these ids
+    after the prompt (which is tokenised as a prompt: BOS + its own ids), so both measure the same tokens.
+    With a Llama-family vocabulary a Japanese text starts with the lone dummy-prefix piece "▁" (one token,
+    the same for every such model); the decoder strips it, so the decoded ids give the text back.
     """
-    counts: list[int] = []
+    ids: list[list[int]] = []
     for start in range(0, len(texts), _BATCH):
         batch = list(texts[start : start + _BATCH])
         encoded = tokenizer(
@@ -81,8 +86,13 @@ def count_tokens(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]) -> li
             split_special_tokens=True,
             return_attention_mask=False,
         )["input_ids"]
-        counts.extend(len(ids) for ids in encoded)
-    return counts
+        ids.extend(list(row) for row in encoded)
+    return ids
+
+
+def count_tokens(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]) -> list[int]:
+    """Number of tokens of each text (`text_token_ids`: no BOS/EOS or other special tokens)."""
+    return [len(ids) for ids in text_token_ids(tokenizer, texts)]
 
 
 def _from_folder(folder: Path) -> PreTrainedTokenizerBase:

@@ -84,6 +84,9 @@ class GenerationOutput:
     first_token_s: float | None
     finished_s: float | None = None
     error: str | None = None
+    # Fixed-text timing: the continuation's ids in this model's tokenization (what the engine had to emit);
+    # None for free generation.
+    reference_token_ids: tuple[int, ...] | None = None
 
 
 class Engine(ABC):

@@ -14,7 +14,7 @@ from transformers.generation.streamers import BaseStreamer
 from artifact.engines.base import (SHAPE_KEYS, Engine, GenerationOutput, GenerationRequest, LoadedModelInfo, ModelHandle,
                                    peak_rss_bytes)
 from artifact.errors import EngineError
-from artifact.tokenization import load_tokenizer
+from artifact.tokenization import load_tokenizer, text_token_ids
 
 _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
@@ -98,6 +98,7 @@ class TransformersEngine(Engine):
         self.model: Any = None
         self.tokenizer: Any = None
         self.decoder: Any = None
+        self._eager_decoder: Any = None
         self._compiled_last_call = False
         self.memory: dict[str, Any] | None = None
 
@@ -126,6 +127,7 @@ class TransformersEngine(Engine):
             self.tokenizer.pad_token = self.tokenizer.unk_token or self.tokenizer.eos_token
         self.tokenizer.padding_side = "left"
         self.decoder = None
+        self._eager_decoder = None
         if getattr(self.settings.transformers, "compile", False):
             from artifact.engines.static_decode import StaticDecoder
 
@@ -183,6 +185,8 @@ class TransformersEngine(Engine):
         if self.model is None:
             raise EngineError("generate() called before load()")
         first = requests[0]
+        if any(request.continuation is not None for request in requests):
+            return self._generate_fixed_text(requests)
         if any(request.max_new_tokens != first.max_new_tokens for request in requests):
             raise EngineError("one generate() call must use one generation length")
         batch = self.tokenizer([request.prompt for request in requests], return_tensors="pt", padding=True)
@@ -224,6 +228,49 @@ class TransformersEngine(Engine):
         first_token_s = first_token_at[0] - started if first_token_at else None
         return _outputs(requests, batch, rows, first_token_s, finished)
 
+    def _fixed_text_decoder(self) -> Any:
+        """The static decoder serves fixed text in every configuration: with compile = true the one that also
+        serves generation (CUDA graph on a GPU); otherwise an eager one (no graph, no inductor), so fixed text
+        runs with the same kind of kernels as that configuration's free generation."""
+        if self.decoder is not None:
+            return self.decoder
+        if self._eager_decoder is None:
+            from artifact.engines.static_decode import StaticDecoder
+
+            self._eager_decoder = StaticDecoder(self.model, eos_token_ids=self._eos_ids(), cuda_graph=False)
+        return self._eager_decoder
+
+    def _generate_fixed_text(self, requests: Sequence[GenerationRequest]) -> list[GenerationOutput]:
+        """Fixed-text timing: prefill the prompt (BOS + its ids), then emit the continuation's own ids
+        (`text_token_ids`: as the tokenizer stage counts them) one forced token per step. Batch 1."""
+        if len(requests) != 1 or requests[0].continuation is None:
+            raise EngineError("fixed-text timing serves one request per call, each with a continuation")
+        request = requests[0]
+        decoder = self._fixed_text_decoder()
+        batch = self.tokenizer([request.prompt], return_tensors="pt")
+        batch = {key: value.to(self.device) for key, value in batch.items()}
+        reference = text_token_ids(self.tokenizer, [request.continuation])[0]
+        if not reference:
+            raise EngineError(f"request {request.request_id}: the continuation has no tokens")
+        reference_ids = torch.tensor(reference, dtype=torch.long, device=self.device)
+        first_token_at: list[float] = []
+
+        def first_token() -> None:
+            self.synchronize()
+            first_token_at.append(time.perf_counter())
+
+        captures_before = len(decoder.events)
+        started = time.perf_counter()
+        emitted = decoder.generate_fixed(batch["input_ids"], batch["attention_mask"], reference_ids,
+                                         on_first_token=first_token)
+        rows = emitted.tolist()
+        self.synchronize()
+        finished = time.perf_counter() - started
+        self._compiled_last_call = len(decoder.events) > captures_before
+        first_token_s = first_token_at[0] - started if first_token_at else None
+        output = _outputs(requests, batch, rows, first_token_s, finished)[0]
+        return [GenerationOutput(**{**output.__dict__, "reference_token_ids": tuple(reference)})]
+
     def compiled_during_last_call(self) -> bool:
         return self._compiled_last_call
 
@@ -240,9 +287,11 @@ class TransformersEngine(Engine):
     def close(self) -> None:
         if self.model is not None and getattr(self, "memory", None) is not None:
             self._note_peak_memory()
-        if getattr(self, "decoder", None) is not None:
-            self.decoder.release()
+        for decoder in (getattr(self, "decoder", None), getattr(self, "_eager_decoder", None)):
+            if decoder is not None:
+                decoder.release()
         self.decoder = None
+        self._eager_decoder = None
         self.model = None
         self.tokenizer = None
         if self.device.type == "cuda":
@@ -258,6 +307,12 @@ class TransformersEngine(Engine):
             "device": str(self.device),
             "dtype": str(self.dtype).removeprefix("torch."),
             "generation": "model.generate, greedy unless temperature > 0, min_new_tokens = max_new_tokens",
+            "fixed_text": "prompt tokenised as a prompt (BOS + its ids) and prefilled; the continuation's own ids "
+                          "(no BOS, the model's normaliser and dummy prefix: as the tokenizer stage counts them) "
+                          "emitted one forced token per step by the static decode step, next input read on the "
+                          "device from a buffer of the reference ids"
+                          + (" (captured in a CUDA graph)" if getattr(self.settings.transformers, "compile", False)
+                             and self.device.type == "cuda" else " (eager step)"),
             "peak_memory": "peak_bytes = torch.cuda.max_memory_allocated since load (weights, KV cache, activations)"
                            if self.device.type == "cuda" else
                            "peak_bytes = peak RSS of this process (resource.getrusage ru_maxrss; includes earlier models)",

@@ -15,7 +15,13 @@ How (one "slot" per batch size and cache-length bucket):
   that its next replay overwrites, the failure r2-claim.md records; here the graph writes into our own buffers);
 - prefill runs eagerly (variable prompt widths, one call per request), and its end is the first-token time.
 Sampling (temperature > 0) replays the same graph for the logits and draws with a seeded device generator
-between replays. Optional `inductor=True` compiles the step with torch.compile (no cudagraphs) before capture:
+between replays.
+Fixed text (`generate_fixed`): the same step, with one change at its end: the next input is not the argmax but
+the reference token, read inside the step from a device buffer of the reference ids at a device step counter
+(`cursor`, += 1 per step). The argmax is still computed (into its own buffer), so a forced step does the work
+of a generated one plus a two-element gather; the step still has no host synchronisation and is captured in
+its own graph. The prefill's argmax is replaced by the first reference token the same way, so n reference
+tokens take one prefill and n - 1 decode steps, exactly as n generated tokens do. Optional `inductor=True` compiles the step with torch.compile (no cudagraphs) before capture:
 fused norms/rotary kernels, at tens of seconds of compile per shape.
 
 On a CPU (tests, CI) the same step function runs without capture: identical code path, eager kernels.
@@ -56,6 +62,10 @@ class _Slot:
     key_base: torch.Tensor  # (B, L) True where a key slot may be attended once written (real prompt or generated)
     key_index: torch.Tensor  # (L,)
     logits: torch.Tensor  # (B, V) the last step's logits (for sampling)
+    forced: bool = False  # fixed text: the next input comes from `reference` at `cursor`
+    reference: torch.Tensor | None = None  # (B, L) reference token ids of a fixed-text slot
+    cursor: torch.Tensor | None = None  # (1,) index into `reference` of the next step's input
+    choice: torch.Tensor | None = None  # (B, 1) the argmax a forced step computes (the work of generation)
     graph: Any = None
     capture_s: float = 0.0
     steps: Callable[[], None] | None = field(default=None, repr=False)
@@ -72,7 +82,7 @@ class StaticDecoder:
         self.cuda_graph = self.device.type == "cuda" if cuda_graph is None else cuda_graph
         self.inductor = inductor
         self.eos = torch.tensor(sorted(set(eos_token_ids)), dtype=torch.long, device=self.device)
-        self.slots: dict[tuple[int, int, bool], _Slot] = {}
+        self.slots: dict[tuple[int, int, bool, bool], _Slot] = {}
         self.pool = torch.cuda.graph_pool_handle() if self.cuda_graph else None
         self.events: list[dict[str, Any]] = []  # capture/compile costs, for the cost log
         self._forward = self._compiled_forward() if inductor else self._eager_forward
@@ -95,12 +105,16 @@ class StaticDecoder:
         logits = self._forward(slot.ids, slot.positions, mask, slot.cache)
         logits = logits.index_fill(-1, self.eos, float("-inf"))  # forced length: EOS is never chosen (min = max)
         slot.logits.copy_(logits)
-        if slot.greedy:
+        if slot.forced:
+            slot.choice.copy_(logits.argmax(dim=-1, keepdim=True))
+            slot.ids.copy_(slot.reference.index_select(1, slot.cursor))
+            slot.cursor.add_(1)
+        elif slot.greedy:
             slot.ids.copy_(logits.argmax(dim=-1, keepdim=True))
         slot.positions.add_(1)
 
     # -- slots ----------------------------------------------------------------------------------------------
-    def _new_slot(self, batch: int, length: int, greedy: bool) -> _Slot:
+    def _new_slot(self, batch: int, length: int, greedy: bool, forced: bool = False) -> _Slot:
         from transformers import StaticCache
 
         config = self.model.config
@@ -113,7 +127,12 @@ class StaticDecoder:
                 key_base=torch.ones(batch, length, dtype=torch.bool),
                 key_index=torch.arange(length),
                 logits=torch.zeros(batch, int(config.vocab_size), dtype=self.dtype),
+                forced=forced,
             )
+            if forced:
+                slot.reference = torch.zeros(batch, length, dtype=torch.long)
+                slot.cursor = torch.zeros(1, dtype=torch.long)
+                slot.choice = torch.zeros(batch, 1, dtype=torch.long)
         return slot
 
     def _reset(self, slot: _Slot) -> None:
@@ -122,14 +141,15 @@ class StaticDecoder:
             if getattr(layer, "is_initialized", False):
                 layer.cumulative_length.zero_()
 
-    def prepare(self, batch: int, total_tokens: int, greedy: bool = True) -> _Slot:
-        """Allocate the slot for (batch, bucket(total_tokens)) and capture its step; idempotent. Not timed work."""
-        key = (batch, bucket_length(total_tokens), greedy)
+    def prepare(self, batch: int, total_tokens: int, greedy: bool = True, forced: bool = False) -> _Slot:
+        """Allocate the slot for (batch, bucket(total_tokens)) and capture its step; idempotent. Not timed work.
+        `forced`: the fixed-text step (greedy work, next input from the reference buffer)."""
+        key = (batch, bucket_length(total_tokens), greedy or forced, forced)
         slot = self.slots.get(key)
         if slot is not None:
             return slot
         started = time.perf_counter()
-        slot = self._new_slot(batch, key[1], greedy)
+        slot = self._new_slot(batch, key[1], key[2], forced)
         with torch.inference_mode():
             # A one-token prefill initialises the cache tensors (transformers allocates them on first update).
             self._prefill(slot, torch.ones(batch, 1, dtype=torch.long, device=self.device),
@@ -151,8 +171,8 @@ class StaticDecoder:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         slot.capture_s = time.perf_counter() - started
-        self.events.append({"batch": batch, "cache_len": key[1], "greedy": greedy, "seconds": round(slot.capture_s, 3),
-                            "cuda_graph": self.cuda_graph, "inductor": self.inductor})
+        self.events.append({"batch": batch, "cache_len": key[1], "greedy": key[2], "forced": forced,
+                            "seconds": round(slot.capture_s, 3), "cuda_graph": self.cuda_graph, "inductor": self.inductor})
         self.slots[key] = slot
         return slot
 
@@ -214,3 +234,35 @@ class StaticDecoder:
             return logits.argmax(dim=-1, keepdim=True)
         probs = torch.softmax(logits.float() / temperature, dim=-1)
         return torch.multinomial(probs, 1, generator=generator)
+
+    def generate_fixed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, reference: torch.Tensor, *,
+                       on_first_token: Callable[[], None] | None = None) -> torch.Tensor:
+        """Emit `reference` (1-D ids on the device) after the prompt, one forced token per step: (1, n) emitted ids.
+
+        Batch 1 (one prompt row). The emitted ids are read back from the step's own input buffer, so a step that
+        did not take its input from the reference shows up as a difference, not as a copy of the reference.
+        """
+        rows, width = input_ids.shape
+        if rows != 1:
+            raise ValueError(f"fixed text runs at batch 1, got {rows} prompt rows")
+        count = int(reference.numel())
+        if count < 1:
+            raise ValueError("fixed text needs at least one reference token")
+        slot = self.prepare(1, width + count, greedy=True, forced=True)
+        out = torch.empty(1, count, dtype=torch.long, device=self.device)
+        with torch.inference_mode():
+            slot.reference[0, :count].copy_(reference)
+            logits = self._prefill(slot, input_ids, attention_mask)
+            slot.choice.copy_(logits.argmax(dim=-1, keepdim=True))  # generation's work at the first token
+            slot.ids.copy_(slot.reference[:, :1])
+            slot.cursor.fill_(1)
+            out[:, :1].copy_(slot.ids)
+            if on_first_token is not None:
+                on_first_token()
+            for index in range(1, count):
+                if slot.graph is not None:
+                    slot.graph.replay()
+                else:
+                    self._step(slot)
+                out[:, index : index + 1].copy_(slot.ids)
+        return out

@@ -292,6 +292,12 @@ class VLLMEngine(Engine):
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationOutput]:
         if self.llm is None:
             raise EngineError("generate() called before load()")
+        if any(request.continuation is not None for request in requests):
+            raise EngineError(
+                "fixed-text timing (trials.modes \"fixed_text\") runs on the transformers engine: vLLM's public API "
+                "has no per-request way to force the next token with a small, model-independent overhead (README, "
+                "\"Fixed-text timing\"). Use engine.name = \"transformers\" for fixed text, or drop the mode."
+            )
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 

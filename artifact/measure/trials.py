@@ -12,7 +12,7 @@ from typing import Any
 
 from artifact.config import EngineSettings
 from artifact.engines.base import Engine, GenerationOutput, GenerationRequest, LoadedModelInfo, ModelHandle
-from artifact.errors import EngineError, LengthMismatchError
+from artifact.errors import EngineError, FixedTextMismatchError, LengthMismatchError
 from artifact.plan import Block, Plan
 from artifact.store import RunDirectory, utc_now
 
@@ -31,15 +31,55 @@ class PhaseClock:
         self.run.append_phase({"phase": phase, "seconds": round(seconds, 6), "at": utc_now(), **details})
 
 
+FIXED_TEXT_MISMATCH = "fixed-text mismatch"
+
+
+def expected_tokens(request: GenerationRequest, output: GenerationOutput) -> int:
+    """Free generation: the forced length. Fixed text: the tokens of the continuation in this model's tokenization."""
+    if request.continuation is not None and output.reference_token_ids is not None:
+        return len(output.reference_token_ids)
+    return request.max_new_tokens
+
+
+def fixed_text_error(request: GenerationRequest, output: GenerationOutput, text: str) -> str | None:
+    """Why a fixed-text generation did not write exactly the reference text (None when it did).
+
+    Both are checked: the emitted ids are the reference ids (each step took its input from the reference), and
+    the decoded emitted ids are the reference text, character for character (so every model wrote the same text).
+    """
+    if request.continuation is None:
+        return None
+    if output.reference_token_ids is None:
+        return f"{FIXED_TEXT_MISMATCH}: the engine did not report the reference ids it was to emit"
+    emitted, reference = tuple(output.output_token_ids), tuple(output.reference_token_ids)
+    if emitted != reference:
+        where = next((i for i, (a, b) in enumerate(zip(emitted, reference)) if a != b), min(len(emitted), len(reference)))
+        return (f"{FIXED_TEXT_MISMATCH}: emitted ids differ from the reference ids at token {where} "
+                f"({len(emitted)} emitted, {len(reference)} expected)")
+    if text != request.continuation:
+        where = next((i for i, (a, b) in enumerate(zip(text, request.continuation)) if a != b),
+                     min(len(text), len(request.continuation)))
+        return (f"{FIXED_TEXT_MISMATCH}: the decoded tokens differ from the reference text at character {where}: "
+                f"{text[max(0, where - 10):where + 10]!r} vs {request.continuation[max(0, where - 10):where + 10]!r} "
+                "(the tokenizer does not write this text back verbatim)")
+    return None
+
+
 def build_record(block: Block, request: GenerationRequest, output: GenerationOutput, text: str, call_wall_s: float,
-                 batch_size: int, sequence: int, engine_name: str, record_id: str | None = None) -> dict[str, Any]:
+                 batch_size: int, sequence: int, engine_name: str, record_id: str | None = None,
+                 synthetic_weights: bool = False) -> dict[str, Any]:
     """One generation. `e2e_s` and `ttft_s` share one start, the engine's, taken after the prompts were
-    tokenised and moved to the device; `call_wall_s` is the runner's clock around the whole call."""
+    tokenised and moved to the device; `call_wall_s` is the runner's clock around the whole call.
+
+    A fixed-text record has the same fields: its text is the emitted reference text (verified), its tokens the
+    reference's in this model's tokenization. `synthetic_weights`: the model has random weights, so the text of a
+    free generation is meaningless (its characters must not be shown as a result); fixed text is unaffected."""
     output_tokens = len(output.output_token_ids)
+    expected = expected_tokens(request, output)
     e2e_s = output.finished_s if output.finished_s is not None else call_wall_s
-    error = output.error
-    if error is None and output_tokens != request.max_new_tokens:
-        error = f"length mismatch: expected {request.max_new_tokens} new tokens, engine returned {output_tokens}"
+    error = output.error or fixed_text_error(request, output, text)
+    if error is None and output_tokens != expected:
+        error = f"length mismatch: expected {expected} new tokens, engine returned {output_tokens}"
     first = output.first_token_s
     return {
         "record_id": record_id or request.request_id,
@@ -55,7 +95,7 @@ def build_record(block: Block, request: GenerationRequest, output: GenerationOut
         "batch_size": batch_size,
         "seed": request.seed,
         "prompt_tokens": output.prompt_tokens,
-        "expected_output_tokens": request.max_new_tokens,
+        "expected_output_tokens": expected,
         "output_tokens": output_tokens,
         "ttft_s": first,
         "e2e_s": e2e_s,
@@ -65,16 +105,24 @@ def build_record(block: Block, request: GenerationRequest, output: GenerationOut
         "output_chars": len(text),
         "output_japanese_chars": japanese_chars(text),
         "output_bytes": len(text.encode("utf-8")),
+        "text_source": "reference" if request.continuation is not None else "generated",
+        "synthetic_weights": synthetic_weights,
         "error": error,
         "at": utc_now(),
     }
 
 
-_JAPANESE = re.compile(r"[\u3041-\u309F\u30A0-\u30FF\u4E00-\u9FFF\u3400-\u4DBF\uF900-\uFAFFー々]")
+# Hiragana, katakana (with half-width forms), kanji (CJK unified + extension A + compatibility) and Japanese
+# punctuation (CJK symbols and punctuation: 、。「」『』〜々〆 ..., and the full-width punctuation of FF01-FF65).
+_JAPANESE = re.compile(
+    r"[\u3041-\u309F\u30A0-\u30FF\u31F0-\u31FF\uFF66-\uFF9F\u4E00-\u9FFF\u3400-\u4DBF\uF900-\uFAFF"
+    r"\u3001-\u303F\uFF01-\uFF0F\uFF1A-\uFF20\uFF3B-\uFF40\uFF5B-\uFF65]"
+)
 
 
 def japanese_chars(text: str) -> int:
-    """Hiragana, katakana and kanji in `text`: how much of the output is Japanese script at all."""
+    """Japanese-script characters in `text`: hiragana, katakana, kanji and Japanese punctuation (not Latin
+    letters, digits, ASCII punctuation or spaces). What "Japanese characters" counts wherever it is reported."""
     return len(_JAPANESE.findall(text))
 
 
@@ -187,11 +235,19 @@ class TrialRunner:
             # Warm-ups repeat after every load of a model: the load number keeps their ids unique.
             record_id = f"{request.request_id}-load{self.loads}" if block.phase == "warmup" else request.request_id
             record = build_record(block, request, output, engine.decode(output.output_token_ids), call_wall_s,
-                                  batch_size, self.sequence, engine.name, record_id)
+                                  batch_size, self.sequence, engine.name, record_id,
+                                  synthetic_weights=self.handles[block.model].synthetic)
             self.run.append_record(record)
             if record["error"]:
                 mismatches.append(f"{request.request_id}: {record['error']}")
             self.progress(block.key, 1)
+        fixed = [mismatch for mismatch in mismatches if FIXED_TEXT_MISMATCH in mismatch]
+        if fixed:
+            raise FixedTextMismatchError(
+                f"{len(fixed)} fixed-text generation(s) did not write exactly the reference text, so the models would "
+                f"not be timed on the same text; the run stops here (records so far are kept in "
+                f"{self.run.file('trials.jsonl')}). First: {fixed[0]}"
+            )
         if mismatches:
             raise LengthMismatchError(
                 f"{len(mismatches)} generation(s) did not produce the forced length; the comparison would be unfair, "
