@@ -360,37 +360,42 @@ class VLLMEngine(Engine):
         returned tokens for it, its finish time the end of the step that finished it."""
         engine = self.llm.llm_engine
         started = time.monotonic()
-        ids = []
+        index_of: dict[str, int] = {}
         for index, (request, prompt, param) in enumerate(zip(requests, prompts, params, strict=True)):
-            wanted = f"{request.request_id}-{index}"
-            ids.append(engine.add_request(wanted, prompt, param) or wanted)  # newer vLLM returns the id it used
-        tokens: dict[str, list[int]] = {request_id: [] for request_id in ids}
-        prompt_tokens: dict[str, int] = {}
-        first: dict[str, float] = {}
-        finished: dict[str, float] = {}
+            given = f"{request.request_id}-{index}"
+            index_of[given] = index
+            # Outputs carry the id given here; vLLM >= 0.11 returns an internal id with a random suffix.
+            internal = engine.add_request(given, prompt, param)
+            if isinstance(internal, str):
+                index_of[internal] = index
+        tokens: list[list[int]] = [[] for _ in requests]
+        prompt_tokens: dict[int, int] = {}
+        first: dict[int, float] = {}
+        finished: dict[int, float] = {}
         while engine.has_unfinished_requests():
             step_outputs = engine.step()
             now = time.monotonic() - started
             for result in step_outputs:
-                if result.request_id not in tokens:
+                index = index_of.get(result.request_id)
+                if index is None:
                     continue
                 new = list(result.outputs[0].token_ids) if result.outputs else []
-                tokens[result.request_id].extend(int(token) for token in new)
-                prompt_tokens.setdefault(result.request_id, len(result.prompt_token_ids or ()))
+                tokens[index].extend(int(token) for token in new)
+                prompt_tokens.setdefault(index, len(result.prompt_token_ids or ()))
                 if new:
-                    first.setdefault(result.request_id, now)
+                    first.setdefault(index, now)
                 if result.finished:
-                    finished[result.request_id] = now
+                    finished[index] = now
         return [
             GenerationOutput(
                 request_id=request.request_id,
-                prompt_tokens=prompt_tokens.get(request_id, len(prompt["prompt_token_ids"])),
-                output_token_ids=tuple(tokens[request_id]),
-                first_token_s=first.get(request_id),
-                finished_s=finished.get(request_id),
-                error=None if request_id in finished else "vLLM's engine stopped before this request finished",
+                prompt_tokens=prompt_tokens.get(index, len(prompts[index]["prompt_token_ids"])),
+                output_token_ids=tuple(tokens[index]),
+                first_token_s=first.get(index),
+                finished_s=finished.get(index),
+                error=None if index in finished else "vLLM's engine stopped before this request finished",
             )
-            for request, prompt, request_id in zip(requests, prompts, ids, strict=True)
+            for index, request in enumerate(requests)
         ]
 
     def encode(self, text: str) -> list[int]:
