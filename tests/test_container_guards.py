@@ -97,3 +97,50 @@ def test_telemetry_is_sampled_while_work_runs() -> None:
     assert all("devices_in_use" in snapshot and "tools" in snapshot for snapshot in snapshots)
     time.sleep(0.15)
     assert len(snapshots) == count  # the thread stopped with the block
+
+
+# amd-smi 26 output, cut down from real `amd-smi metric --json` / `amd-smi process --json` dumps (MI-series and
+# Radeon boards): the {"value", "unit"} wrapping, "N/A" for absent readings, gfx_N clocks, throttle_status.
+AMD_SMI_METRIC = """{"gpu_data": [
+ {"gpu": 0, "usage": {"gfx_activity": {"value": 100, "unit": "%"}, "umc_activity": {"value": 0, "unit": "%"}},
+  "power": {"socket_power": {"value": 655, "unit": "W"}, "gfx_voltage": {"value": "N/A", "unit": "mV"},
+            "power_management": "ENABLED", "throttle_status": "UNTHROTTLED"},
+  "clock": {"gfx_0": {"clk": {"value": 1312, "unit": "MHz"}, "min_clk": {"value": 500, "unit": "MHz"},
+                      "max_clk": {"value": 2100, "unit": "MHz"}, "clk_locked": "N/A", "deep_sleep": "DISABLED"},
+            "gfx_1": {"clk": "N/A", "min_clk": "N/A", "max_clk": "N/A", "clk_locked": "N/A", "deep_sleep": "N/A"},
+            "mem_0": {"clk": {"value": 1300, "unit": "MHz"}, "max_clk": {"value": 1300, "unit": "MHz"}}},
+  "temperature": {"edge": "N/A", "hotspot": {"value": 71, "unit": "C"}, "mem": {"value": 58, "unit": "C"}},
+  "mem_usage": {"total_vram": {"value": 196592, "unit": "MB"}, "used_vram": {"value": 171230, "unit": "MB"}}},
+ {"gpu": 1, "usage": {"gfx_activity": {"value": 0, "unit": "%"}},
+  "power": {"socket_power": {"value": 140, "unit": "W"}, "throttle_status": "UNTHROTTLED"},
+  "clock": {"gfx_0": {"clk": {"value": 142, "unit": "MHz"}, "max_clk": {"value": 0, "unit": "MHz"}}},
+  "temperature": {"hotspot": {"value": 40, "unit": "C"}},
+  "mem_usage": {"total_vram": {"value": 196592, "unit": "MB"}, "used_vram": {"value": 283, "unit": "MB"}}}
+]}"""
+AMD_SMI_PROCESS = """[
+ {"gpu": 0, "process_list": [
+   {"process_info": {"name": "/usr/bin/python3.12", "pid": 213952,
+     "memory_usage": {"gtt_mem": {"value": 8268000, "unit": "B"}, "cpu_mem": {"value": 0, "unit": "B"},
+                      "vram_mem": {"value": 21008920000, "unit": "B"}},
+     "mem_usage": {"value": 21589852160, "unit": "B"}, "cu_occupancy": "N/A"}}]},
+ {"gpu": 1, "process_list": [{"process_info": "No running processes detected"}]}
+]"""
+
+
+def test_amd_smi_readings_and_processes() -> None:
+    from artifact.measure import gpu_tools
+
+    busy, idle = gpu_tools.parse_amd_smi_metric(AMD_SMI_METRIC)
+    assert busy["index"] == 0 and busy["utilisation_pct"] == 100 and busy["power_w"] == 655
+    assert busy["sm_clock_mhz"] == 1312 and busy["sm_clock_max_mhz"] == 2100 and busy["temperature_c"] == 71
+    assert busy["memory_used_mib"] == 171230 and busy["throttle_status"] == "UNTHROTTLED"
+    assert idle["sm_clock_max_mhz"] is None  # a maximum of 0 means unknown
+    # The noise guard's rule applies unchanged: 1312 of 2100 MHz at 100% is below 80% of the peak.
+    assert "1312 MHz" in env.throttling_seen(busy) and env.throttling_seen(idle) is None
+    (process,) = gpu_tools.parse_amd_smi_processes(AMD_SMI_PROCESS)
+    assert process == {"gpu": None, "gpu_index": 0, "pid": 213952, "name": "/usr/bin/python3.12",
+                       "memory_mib": 21008920000 / 2**20}
+    # The older releases print the list without the {"gpu_data": ...} wrapper.
+    import json
+    unwrapped = json.dumps(json.loads(AMD_SMI_METRIC)["gpu_data"])
+    assert gpu_tools.parse_amd_smi_metric(unwrapped) == [busy, idle]

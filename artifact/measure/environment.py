@@ -26,6 +26,8 @@ from artifact.measure.gpu_tools import (
     ToolResult,
     find_field,
     add_rocm_peak_clocks,
+    amd_smi_gpus,
+    amd_smi_processes,
     nvidia_gpus,
     nvidia_processes,
     parse_hipconfig_version,
@@ -290,6 +292,13 @@ def telemetry_snapshot(label: str) -> dict[str, Any]:
         index_of = {gpu.get("uuid"): gpu["index"] for gpu in gpus}
         processes = [{**process, "gpu_index": index_of.get(process.get("gpu"))} for process in processes]
         snapshot.update(tool="nvidia-smi", gpus=gpus, processes=mark_own_processes(processes),
+                        own_gpu_processes=len(own_gpu_processes()))
+        return snapshot
+    gpus, amd_result = amd_smi_gpus()  # AMD's current tool first; rocm-smi is being retired
+    snapshot["tools"]["amd-smi"] = _tool_status(amd_result)
+    if gpus:
+        processes, _ = amd_smi_processes()
+        snapshot.update(tool="amd-smi", gpus=gpus, processes=mark_own_processes(processes),
                         own_gpu_processes=len(own_gpu_processes()))
         return snapshot
     gpus, _, rocm_result = rocm_gpus()
