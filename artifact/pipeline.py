@@ -15,8 +15,8 @@ from artifact.corpora import load_prompts
 from artifact.cost import cost_log
 from artifact.engines import EngineFactory
 from artifact.errors import ArtifactError
-from artifact.measure.environment import capture_environment, noise_warnings, telemetry_snapshot
-from artifact.measure.roofline import average_context, decode_rates, measure_copy_bandwidth, roofline_table
+from artifact.measure.environment import TelemetrySampler, capture_environment, noise_warnings, telemetry_snapshot
+from artifact.measure.roofline import average_context, decode_rates, measure_copy_bandwidth_in_child, roofline_table
 from artifact.measure.tokens import measure_config_tokens
 from artifact.measure.trials import PhaseClock, TrialRunner, loaded_info_dict
 from artifact.models import resolve_model
@@ -85,12 +85,13 @@ def _open_run(config: ExperimentConfig, output_root: Path, resume: Path | None) 
 
 
 def measure_device_bandwidth() -> dict[str, Any] | None:
-    """Copy bandwidth of the GPU, for the roofline (None on a machine without one)."""
+    """Copy bandwidth of the GPU, for the roofline (None on a machine without one), measured in a child process
+    so that the models' engines start with all of the device's memory free."""
     import torch
 
     if not torch.cuda.is_available():
         return None
-    return measure_copy_bandwidth("cuda")
+    return measure_copy_bandwidth_in_child("cuda")
 
 
 def roofline(bandwidth: dict[str, Any] | None, records: list[dict[str, Any]],
@@ -157,11 +158,15 @@ def run_experiment(config: ExperimentConfig, *, output_root: Path, resume: Path 
         sequence_start=opened.last_sequence,
     )
     try:
-        infos = runner.execute()
+        with TelemetrySampler(snapshots.append, "during trials"):  # clocks while the GPU works, not only between blocks
+            infos = runner.execute()
     finally:
         snapshots.append(telemetry_snapshot("after trials"))
         run.write(TELEMETRY_FILE, snapshots)
     run.write(MODELS_FILE, loaded_info_dict(infos))
+    for name, info in infos.items():  # a metric an engine could not provide, and how it was measured instead
+        for gap in info.settings.get("measurement_gaps", []):
+            progress.note(f"{name}: {gap}")
     after_trials: dict[str, Any] = {}
     if runner.recompiled:
         progress.note(f"{runner.recompiled} measured call(s) compiled a shape the warm-up had not covered and were timed "

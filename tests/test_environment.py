@@ -195,7 +195,7 @@ def test_telemetry_snapshot_never_raises() -> None:
     snapshot = env.telemetry_snapshot("before-trials")
     json.dumps(snapshot)
     assert snapshot["label"] == "before-trials"
-    assert set(snapshot["tools"]) <= {"nvidia-smi", "rocm-smi"} and snapshot["tools"]
+    assert set(snapshot["tools"]) <= {"nvidia-smi", "amd-smi", "rocm-smi"} and snapshot["tools"]
 
 
 def test_git_state_falls_back_to_the_baked_commit(tmp_path, monkeypatch) -> None:

@@ -48,3 +48,15 @@ def test_decode_rates_and_context() -> None:
 def test_copy_bandwidth_on_cpu() -> None:
     result = measure_copy_bandwidth("cpu", gigabytes=0.01, repeats=3)
     assert result["gb_per_s"] > 0 and result["bytes"] == 2 * 10_000_000 and len(result["seconds"]) == 3
+
+
+def test_copy_bandwidth_in_a_child_process_holds_nothing_here() -> None:
+    """The probe runs in a spawned child: its buffers (and, on a GPU, its allocator cache and context) go with
+    the child, so vLLM's start-up memory check in this process sees the whole device free."""
+    import os
+
+    from artifact.measure.roofline import measure_copy_bandwidth_in_child
+
+    result = measure_copy_bandwidth_in_child("cpu", gigabytes=0.01, repeats=2)
+    assert result["pid"] != os.getpid() and "child process" in result["process"]
+    assert result["gb_per_s"] > 0 and len(result["seconds"]) == 2 and result["bytes"] == 2 * 10_000_000

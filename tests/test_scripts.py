@@ -146,6 +146,26 @@ def test_dry_run_on_the_shipped_r2_config() -> None:
     assert all(len(revision) == 40 for revision in repos.values())
 
 
+def test_plain_toml_reader_agrees_with_the_config_loader() -> None:
+    """The image build reads [[models]] as plain TOML (so code changes keep the model layer cached): it must
+    find exactly what load_config finds in every shipped config."""
+    shipped = sorted(path.stem for path in (ROOT / "artifact" / "configs").glob("*.toml"))
+    assert "r2-swallow-7b-synthetic" in shipped
+    for name in shipped:
+        assert prefetch.models_of_plain_toml([name]) == prefetch.models_of_configs([name]), name
+
+
+def test_lite_and_metadata_only_fetch_megabytes_not_weights() -> None:
+    lite = run([PYTHON, str(SCRIPTS / "prefetch_models.py"), "--plain-toml", "--config", "r2-swallow-7b-synthetic", "--dry-run"])
+    assert lite.returncode == 0, lite.stderr
+    lines = [line for line in lite.stdout.splitlines() if line.startswith("would fetch")]
+    assert len(lines) == 3 and all("config and tokenizer files only" in line for line in lines)
+    real = run([PYTHON, str(SCRIPTS / "prefetch_models.py"), "--plain-toml", "--metadata-only", "--config", "r2-swallow-7b", "--dry-run"])
+    assert real.returncode == 0 and "all files" not in real.stdout and "config and tokenizer files only" in real.stdout
+    missing = run([PYTHON, str(SCRIPTS / "prefetch_models.py"), "--plain-toml", "--config", "no-such-config", "--dry-run"])
+    assert missing.returncode == 2 and "no-such-config" in missing.stderr and "Traceback" not in missing.stderr
+
+
 def test_unknown_config_is_a_clear_error() -> None:
     result = run([PYTHON, str(SCRIPTS / "prefetch_models.py"), "--config", "no-such-config", "--dry-run"])
     assert result.returncode == 2 and "no-such-config" in result.stderr and "Traceback" not in result.stderr
@@ -265,12 +285,35 @@ def test_reproduce_amd_flags_and_user(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     command = result.stdout
     for flag in ("--device=/dev/kfd", "--device=/dev/dri", "--group-add video", "--ipc=host",
-                 "--security-opt seccomp=unconfined", "--shm-size 16g"):
+                 "--cap-add=SYS_PTRACE", "--security-opt seccomp=unconfined"):
         assert flag in command
+    assert "--shm-size" not in command, "Podman refuses --shm-size with --ipc=host"
     assert f"--user {os.getuid()}:{os.getgid()}" in command
-    assert f"{tmp_path / 'r'}:/results/runs" in command
-    assert command.rstrip().endswith("r2-swallow-artifact:0.1.0-rocm run r2-swallow-7b")
+    assert f"{tmp_path / 'r'}:/results/runs:Z" in command  # SELinux relabel
+    assert "HIP_VISIBLE_DEVICES" not in command  # all GPUs unless GPU_DEVICES says otherwise
+    assert command.rstrip().endswith("r2-swallow-artifact:0.1.0-rocm run r2-swallow-7b-synthetic")
     assert not (tmp_path / "r").exists(), "a dry run must not create folders"
+
+
+def test_reproduce_gpu_selection_engines_and_full_mode(tmp_path: Path) -> None:
+    script = str(SCRIPTS / "docker_reproduce.sh")
+    amd = run(["bash", script, "--gpu", "amd", "--dry-run"], env={"GPU_DEVICES": "2,3", "R2_CONTAINER_ENGINE": "docker"})
+    assert amd.returncode == 0 and "--env HIP_VISIBLE_DEVICES=2\\,3" in amd.stdout  # printf %q quotes the comma
+    podman = run(["bash", script, "--gpu", "nvidia", "--dry-run"],
+                 env={"GPU_DEVICES": "1", "R2_CONTAINER_ENGINE": "podman"})
+    assert podman.returncode == 0 and podman.stdout.startswith("podman run ")
+    assert "--device nvidia.com/gpu=all" in podman.stdout and "--gpus" not in podman.stdout
+    assert "CUDA_VISIBLE_DEVICES=1" in podman.stdout and "CUDA_DEVICE_ORDER=PCI_BUS_ID" in podman.stdout
+    full = run(["bash", script, "--gpu", "nvidia", "--dry-run"], env={"FULL": "1", "R2_CONTAINER_ENGINE": "docker"})
+    commands = [line.rstrip() for line in full.stdout.strip().splitlines()]
+    assert full.returncode == 0 and len(commands) == 3
+    assert commands[0].endswith("r2-swallow-artifact:0.1.0-cuda-full run r2-swallow-7b-synthetic")
+    assert commands[1].endswith("r2-swallow-artifact:0.1.0-cuda-full run r2-swallow-7b")
+    assert "--entrypoint python3" in commands[2] and commands[2].rstrip().endswith("compare_weights.py /results/runs")
+    for bad, message in ((("GPU_DEVICES", "0;rm"), "GPU_DEVICES"), (("FULL", "yes"), "FULL must be 0 or 1"),
+                         (("R2_CONTAINER_ENGINE", "lxc"), "docker or podman")):
+        refused = run(["bash", script, "--gpu", "amd", "--dry-run"], env=dict([bad]))
+        assert refused.returncode == 2 and message in refused.stderr
 
 
 def test_reproduce_nvidia_flags_and_custom_command(tmp_path: Path) -> None:
@@ -278,6 +321,7 @@ def test_reproduce_nvidia_flags_and_custom_command(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "--gpus all" in result.stdout and "/dev/kfd" not in result.stdout
     assert result.stdout.rstrip().endswith("r2-swallow-artifact:0.1.0-cuda plan r2-swallow-7b")
+    assert "--ipc=host" in result.stdout and "--shm-size" not in result.stdout
 
 
 def test_reproduce_auto_detection(tmp_path: Path) -> None:
@@ -337,7 +381,8 @@ def test_bundle_contains_source_and_image_record_not_runs(tmp_path: Path) -> Non
         assert not any("/runs" in name or "/.cache" in name for name in names)
         record = archive.extractfile(f"{prefix}/IMAGE.txt").read().decode()
     assert "image_rocm=r2-swallow-artifact:0.1.0-rocm" in record
-    assert "ROCM_BASE_IMAGE=rocm/vllm:" in record and "CUDA_BASE_IMAGE=vllm/vllm-openai:" in record
+    assert "ROCM_BASE_IMAGE=vllm/vllm-openai-rocm:v" in record and "CUDA_BASE_IMAGE=vllm/vllm-openai:v" in record
+    assert record.count("@sha256:") == 2
     assert "commit=" in record
 
 

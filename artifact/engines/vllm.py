@@ -13,8 +13,13 @@ engine-core timestamps taken with `time.monotonic()` when the step that produced
 (last) token finished (`EngineCoreOutputs.timestamp`). CLOCK_MONOTONIC is one clock for every process of
 the host, so subtracting our own `time.monotonic()` read just before `LLM.generate` gives times relative
 to the call's start, whether the engine core runs in-process or in a child process. `LLM` disables these
-stats by default (`disable_log_stats=True`), so the engine turns them on; when they are absent anyway
-(another vLLM version) `first_token_s` and `finished_s` stay None rather than being made up.
+stats by default (`disable_log_stats=True`), so the engine turns them on.
+
+No silent gaps: vLLM before 0.11.1 (V1 engine) never fills `metrics`, nor does any vLLM with its stats off.
+The one-token probe at load finds out; the engine then serves every generation through its own loop over
+`LLMEngine.step()` and reads first-token and finish times from this process's monotonic clock when a step
+returns a request's first (last) tokens (one engine step of granularity), and says so in the model's notes
+(report) and in `settings["first_token_time"]` (the run prints it).
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ from artifact.errors import EngineError
 from artifact.tokenization import load_tokenizer
 
 REDUCED_MAX_MODEL_LEN = 1024
+ENGINE_TIMESTAMPS = "vLLM engine-core timestamps (RequestOutput.metrics)"
+FRONTEND_CLOCK = "this process's clock around each LLMEngine.step() (vLLM left RequestOutput.metrics empty)"
 # What vLLM says when the model or its KV cache does not fit (CUDA/ROCm out of memory; the KV-cache checks of
 # vllm/v1/core/kv_cache_utils.py). With the engine core in a child process (vLLM's default on GPUs) the
 # parent only sees "Engine core initialization failed"; that is retried too, since memory is its usual cause.
@@ -101,6 +108,7 @@ class VLLMEngine(Engine):
         self.in_force: dict[str, Any] = {}
         self.notes: list[str] = []
         self.memory: dict[str, Any] = {}
+        self.timing = ENGINE_TIMESTAMPS
 
     # -- loading ---------------------------------------------------------------------------------------------
     def _llm_kwargs(self, model: ModelHandle, where: str, max_model_len: int) -> dict[str, Any]:
@@ -182,11 +190,27 @@ class VLLMEngine(Engine):
         from vllm.inputs import TokensPrompt
 
         try:
-            self.llm.generate([TokensPrompt(prompt_token_ids=self.encode("probe"))],
-                              SamplingParams(max_tokens=1, detokenize=False), use_tqdm=False)
+            started = time.monotonic()
+            (result,) = self.llm.generate([TokensPrompt(prompt_token_ids=self.encode("probe"))],
+                                          SamplingParams(max_tokens=1, detokenize=False), use_tqdm=False)
         except Exception as error:  # noqa: BLE001
             self.close()
             raise self._start_error(model, where, kwargs, error, stage="a one-token probe generation") from error
+        self._choose_timing(result, started)
+
+    def _choose_timing(self, probe: Any, started: float) -> None:
+        """Engine timestamps when the probe's RequestOutput carries them, else the frontend clock, noted."""
+        first_token_s, _ = _relative_times(getattr(probe, "metrics", None), started)
+        self.timing = ENGINE_TIMESTAMPS if first_token_s is not None else FRONTEND_CLOCK
+        if self.timing == FRONTEND_CLOCK:
+            note = (f"vLLM {self.in_force.get('vllm', '?')} returned no per-request metrics (RequestOutput.metrics "
+                    "is empty before vLLM 0.11.1 or with its stats off): time to first token and finish times "
+                    "were measured instead on this process's clock around each LLMEngine.step(), to within "
+                    "one engine step")
+            self.notes.append(note)
+            self.in_force.setdefault("notes", []).append(note)
+            self.in_force["measurement_gaps"] = [note]
+        self.in_force["first_token_time"] = self.timing
 
     def _start_error(self, model: ModelHandle, where: str, kwargs: dict[str, Any], error: BaseException,
                      retried: bool = False, stage: str = "start") -> EngineError:
@@ -300,8 +324,11 @@ class VLLMEngine(Engine):
             )
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
+        from vllm.sampling_params import RequestOutputKind
 
         prompts = [TokensPrompt(prompt_token_ids=self.encode(request.prompt)) for request in requests]
+        # The stepwise loop takes each step's new tokens only (DELTA), so that no step copies whole outputs.
+        stepwise = {"output_kind": RequestOutputKind.DELTA} if self.timing == FRONTEND_CLOCK else {}
         params = [
             SamplingParams(
                 n=1,
@@ -311,9 +338,12 @@ class VLLMEngine(Engine):
                 temperature=request.temperature,  # 0 = greedy
                 seed=request.seed,
                 detokenize=False,
+                **stepwise,
             )
             for request in requests
         ]
+        if self.timing == FRONTEND_CLOCK:
+            return self._generate_stepwise(requests, prompts, params)
         started = time.monotonic()
         results = self.llm.generate(prompts, params, use_tqdm=False)
         outputs = []
@@ -328,6 +358,51 @@ class VLLMEngine(Engine):
                 finished_s=finished_s,
             ))
         return outputs
+
+    def _generate_stepwise(self, requests: Sequence[GenerationRequest], prompts: list[Any],
+                           params: list[Any]) -> list[GenerationOutput]:
+        """What LLM.generate does (add every request, step the engine until all finish), with this process's
+        monotonic clock read after each step: a request's first token time is the end of the step that first
+        returned tokens for it, its finish time the end of the step that finished it."""
+        engine = self.llm.llm_engine
+        started = time.monotonic()
+        index_of: dict[str, int] = {}
+        for index, (request, prompt, param) in enumerate(zip(requests, prompts, params, strict=True)):
+            given = f"{request.request_id}-{index}"
+            index_of[given] = index
+            # Outputs carry the id given here; vLLM >= 0.11 returns an internal id with a random suffix.
+            internal = engine.add_request(given, prompt, param)
+            if isinstance(internal, str):
+                index_of[internal] = index
+        tokens: list[list[int]] = [[] for _ in requests]
+        prompt_tokens: dict[int, int] = {}
+        first: dict[int, float] = {}
+        finished: dict[int, float] = {}
+        while engine.has_unfinished_requests():
+            step_outputs = engine.step()
+            now = time.monotonic() - started
+            for result in step_outputs:
+                index = index_of.get(result.request_id)
+                if index is None:
+                    continue
+                new = list(result.outputs[0].token_ids) if result.outputs else []
+                tokens[index].extend(int(token) for token in new)
+                prompt_tokens.setdefault(index, len(result.prompt_token_ids or ()))
+                if new:
+                    first.setdefault(index, now)
+                if result.finished:
+                    finished[index] = now
+        return [
+            GenerationOutput(
+                request_id=request.request_id,
+                prompt_tokens=prompt_tokens.get(index, len(prompts[index]["prompt_token_ids"])),
+                output_token_ids=tuple(tokens[index]),
+                first_token_s=first.get(index),
+                finished_s=finished.get(index),
+                error=None if index in finished else "vLLM's engine stopped before this request finished",
+            )
+            for index, request in enumerate(requests)
+        ]
 
     def encode(self, text: str) -> list[int]:
         """Prompt ids exactly as the transformers engine builds them (special tokens added: BOS for Llama)."""

@@ -14,7 +14,9 @@ import os
 import platform
 import re
 import sys
+import threading
 import time
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,8 @@ from artifact.measure.gpu_tools import (
     ToolResult,
     find_field,
     add_rocm_peak_clocks,
+    amd_smi_gpus,
+    amd_smi_processes,
     nvidia_gpus,
     nvidia_processes,
     parse_hipconfig_version,
@@ -43,6 +47,16 @@ PACKAGES = (
     "torch", "vllm", "transformers", "tokenizers", "huggingface-hub", "safetensors", "accelerate",
     "triton", "pytorch-triton-rocm", "numpy", "scipy", "sentencepiece", "jinja2", "typer",
 )
+# Environment variables that change how fast the engines run (vLLM, HIP/HSA/ROCr runtime, CUDA, PyTorch and
+# its compilers, collectives, threads); recorded with their values. Names that look like secrets never are.
+PERFORMANCE_ENV_PREFIXES = (
+    "VLLM_", "HIP_", "HSA_", "ROCR_", "ROCM_", "ROCBLAS_", "HIPBLASLT_", "MIOPEN_", "AMD_", "GPU_", "CUDA_", "NCCL_",
+    "RCCL_", "PYTORCH_", "TORCH_", "TORCHINDUCTOR_", "TRITON_", "OMP_", "MKL_", "TOKENIZERS_",
+)
+SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|KEY|CREDENTIAL", re.IGNORECASE)
+# Device nodes a process holds open while it uses a GPU (NVIDIA, AMD KFD, DRM render nodes).
+GPU_DEVICE_NODE = re.compile(r"^/dev/(nvidia\d+|kfd|dri/renderD\d+)$")
+TELEMETRY_INTERVAL_S = 15.0
 IMAGE_ENV_VARS = ("R2_IMAGE_REF", "R2_IMAGE_DIGEST", "R2_BASE_IMAGE", "R2_VARIANT", "R2_GIT_COMMIT", "R2_GIT_DIRTY")
 
 # A GPU counts as busy enough for its clock to be judged above this utilisation; below it, a low
@@ -94,6 +108,30 @@ def torch_build() -> dict[str, str | None]:
         return {"cuda": None, "hip": None, "git_version": None}
     text = read_text(Path(next(iter(spec.submodule_search_locations))) / "version.py")
     return parse_torch_build(text or "")
+
+
+def performance_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The variables of PERFORMANCE_ENV_PREFIXES, sorted; anything named like a secret is left out."""
+    return {name: environ[name] for name in sorted(environ)
+            if name.startswith(PERFORMANCE_ENV_PREFIXES) and not SECRET_NAME.search(name)}
+
+
+def device_runtime(build: Mapping[str, str | None]) -> str:
+    """"rocm" for a HIP build of torch (torch.version.hip), "cuda" for a CUDA build, else "cpu"."""
+    if build.get("hip"):
+        return "rocm"
+    return "cuda" if build.get("cuda") else "cpu"
+
+
+def devices_in_use(environ: Mapping[str, str]) -> list[int] | None:
+    """GPU indices this run may use (HIP_VISIBLE_DEVICES, then ROCR_, then CUDA_VISIBLE_DEVICES), or None for
+    all of them (unset, or given as UUIDs, which the noise guards cannot match to tool indices)."""
+    for name in ("HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES"):
+        value = environ.get(name, "").strip()
+        if value:
+            parts = [part.strip() for part in value.split(",")]
+            return [int(part) for part in parts] if all(part.isdigit() for part in parts) else None
+    return None
 
 
 def container_info(root: Path = Path("/")) -> dict[str, Any]:
@@ -162,6 +200,7 @@ def runtime_versions() -> dict[str, Any]:
 def capture_environment() -> dict[str, Any]:
     """The run's environment manifest (JSON-serialisable)."""
     versions_txt = read_text(VERSIONS_TXT)
+    runtime = runtime_versions()
     return {
         "captured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "python": {"version": platform.python_version(), "implementation": platform.python_implementation(),
@@ -171,7 +210,14 @@ def capture_environment() -> dict[str, Any]:
                 "logical_cores": os.cpu_count(),
                 "memory_gib": parse_meminfo_total_gib(read_text(Path("/proc/meminfo")) or "")},
         "accelerators": accelerator_inventory(),
-        "runtime": runtime_versions(),
+        "runtime": runtime,
+        "device_runtime": device_runtime(runtime["torch_build"]),
+        "devices_in_use": devices_in_use(os.environ),
+        "environment_variables": performance_environment(os.environ),
+        # What was asked for; vLLM picks the backend per platform when this is unset (its log names the choice).
+        "attention_backend": {"VLLM_ATTENTION_BACKEND": os.environ.get("VLLM_ATTENTION_BACKEND"),
+                              "selection": "as requested" if os.environ.get("VLLM_ATTENTION_BACKEND")
+                              else "vLLM's default for the platform"},
         "packages": package_versions(),
         "image_versions_txt": versions_txt.strip() if versions_txt else None,
         "container": container_info(),
@@ -192,10 +238,40 @@ def _ancestors(pid: int, proc: Path = Path("/proc")) -> set[int]:
     return chain
 
 
-def mark_own_processes(processes: list[dict[str, Any]], own_pid: int | None = None) -> list[dict[str, Any]]:
-    """Flags processes that are this benchmark or its children (vLLM runs its engine in a child process)."""
+def holds_gpu(pid: int, proc: Path = Path("/proc")) -> bool:
+    """Whether process `pid` (of this PID namespace) has a GPU device node open."""
+    try:
+        links = [os.readlink(entry) for entry in (proc / str(pid) / "fd").iterdir()]
+    except OSError:
+        return False
+    return any(GPU_DEVICE_NODE.match(link) for link in links)
+
+
+def own_gpu_processes(own_pid: int | None = None, proc: Path = Path("/proc")) -> list[int]:
+    """This process and its descendants (vLLM's engine core and workers) that hold a GPU open, as seen here."""
     own = own_pid if own_pid is not None else os.getpid()
-    return [{**process, "own": own in _ancestors(int(process["pid"]))} for process in processes]
+    pids = [int(entry.name) for entry in proc.iterdir() if entry.name.isdigit()] if proc.is_dir() else []
+    return sorted(pid for pid in pids if own in _ancestors(pid, proc) and holds_gpu(pid, proc))
+
+
+def mark_own_processes(processes: list[dict[str, Any]], own_pid: int | None = None,
+                       proc: Path = Path("/proc")) -> list[dict[str, Any]]:
+    """Who each GPU process belongs to: "this run" (this process or its children), "other", or "unattributed".
+
+    The tools report PIDs of the host's namespace. Inside a container those numbers name nothing here, or
+    an unrelated process of the container: a PID counts as this run's or another's only when the process it
+    names here holds a GPU open too; otherwise it is "unattributed" (compare with `own_gpu_processes`).
+    """
+    own = own_pid if own_pid is not None else os.getpid()
+    marked = []
+    for process in processes:
+        pid = int(process["pid"])
+        if not (proc / str(pid)).is_dir() or (pid != own and not holds_gpu(pid, proc)):
+            owner = "unattributed"
+        else:
+            owner = "this run" if own in _ancestors(pid, proc) else "other"
+        marked.append({**process, "owner": owner, "own": owner == "this run"})
+    return marked
 
 
 def _tool_status(result: ToolResult) -> str:
@@ -207,12 +283,23 @@ def telemetry_snapshot(label: str) -> dict[str, Any]:
     snapshot: dict[str, Any] = {
         "label": label, "time_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "monotonic_s": time.monotonic(), "tool": None, "gpus": [], "processes": [], "tools": {},
+        "devices_in_use": devices_in_use(os.environ),
     }
     gpus, result = nvidia_gpus()
     snapshot["tools"]["nvidia-smi"] = _tool_status(result)
     if gpus:
         processes, _ = nvidia_processes()
-        snapshot.update(tool="nvidia-smi", gpus=gpus, processes=mark_own_processes(processes))
+        index_of = {gpu.get("uuid"): gpu["index"] for gpu in gpus}
+        processes = [{**process, "gpu_index": index_of.get(process.get("gpu"))} for process in processes]
+        snapshot.update(tool="nvidia-smi", gpus=gpus, processes=mark_own_processes(processes),
+                        own_gpu_processes=len(own_gpu_processes()))
+        return snapshot
+    gpus, amd_result = amd_smi_gpus()  # AMD's current tool first; rocm-smi is being retired
+    snapshot["tools"]["amd-smi"] = _tool_status(amd_result)
+    if gpus:
+        processes, _ = amd_smi_processes()
+        snapshot.update(tool="amd-smi", gpus=gpus, processes=mark_own_processes(processes),
+                        own_gpu_processes=len(own_gpu_processes()))
         return snapshot
     gpus, _, rocm_result = rocm_gpus()
     snapshot["tools"]["rocm-smi"] = _tool_status(rocm_result)
@@ -221,8 +308,32 @@ def telemetry_snapshot(label: str) -> dict[str, Any]:
         if frequencies.ok:
             gpus = add_rocm_peak_clocks(gpus, parse_rocm_smi_clkfrq(frequencies.stdout))
         processes, _ = rocm_processes()
-        snapshot.update(tool="rocm-smi", gpus=gpus, processes=mark_own_processes(processes))
+        snapshot.update(tool="rocm-smi", gpus=gpus, processes=mark_own_processes(processes),
+                        own_gpu_processes=len(own_gpu_processes()))
     return snapshot
+
+
+class TelemetrySampler:
+    """Takes a telemetry snapshot every `interval_s` on a background thread while a block of work runs, so
+    that throttling is seen while the GPU is busy, not only in the idle moments between blocks."""
+
+    def __init__(self, sink: Callable[[dict[str, Any]], None], label: str, interval_s: float = TELEMETRY_INTERVAL_S,
+                 take: Callable[[str], dict[str, Any]] = telemetry_snapshot) -> None:
+        self.sink, self.label, self.interval_s, self.take = sink, label, interval_s, take
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="r2-telemetry", daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.sink(self.take(self.label))
+
+    def __enter__(self) -> TelemetrySampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 # --- noise guards --------------------------------------------------------------------------------
@@ -254,12 +365,27 @@ def noise_warnings(environment: dict[str, Any], snapshots: list[dict[str, Any]])
             "sudo sysctl kernel.numa_balancing=0"
         )
     for snapshot in snapshots:
+        in_use = snapshot.get("devices_in_use")  # None: every GPU the tool lists
+
+        def used(index: Any) -> bool:
+            return in_use is None or index is None or index in in_use
+
         for gpu in snapshot.get("gpus", []):
-            reason = throttling_seen(gpu)
+            reason = throttling_seen(gpu) if used(gpu.get("index")) else None
             if reason:
                 warnings.append(f"clock throttling on GPU {gpu.get('index')} at '{snapshot.get('label')}': {reason}")
-        others = [process for process in snapshot.get("processes", []) if not process.get("own")]
+        processes = [process for process in snapshot.get("processes", []) if used(process.get("gpu_index"))]
+        others = [process for process in processes if process.get("owner", "this run" if process.get("own") else "other") == "other"]
         if others:
             listed = ", ".join(f"{process.get('name')} (pid {process.get('pid')})" for process in others)
             warnings.append(f"other processes on the GPU at '{snapshot.get('label')}': {listed}")
+        unattributed = [process for process in processes if process.get("owner") == "unattributed"]
+        extra = len(unattributed) - max(0, snapshot.get("own_gpu_processes", 0)
+                                        - sum(1 for process in processes if process.get("owner") == "this run"))
+        if extra > 0:
+            warnings.append(
+                f"{extra} more process(es) on the GPU at '{snapshot.get('label')}' than this run has (it holds "
+                f"{snapshot.get('own_gpu_processes', 0)}); their PIDs cannot be attributed here (another PID namespace, "
+                "e.g. the host's seen from a container, or /proc entries this user cannot read): check the host"
+            )
     return list(dict.fromkeys(warnings))

@@ -256,6 +256,83 @@ def rocm_processes() -> tuple[list[dict[str, Any]], ToolResult]:
         return [], ToolResult("failed", result.stdout, f"unreadable rocm-smi JSON: {exc}")
 
 
+# --- AMD (amd-smi --json), preferred over rocm-smi where present --------------------------------------------
+
+def _amd_value(node: Any) -> float | None:
+    """amd-smi readings are {"value": v, "unit": u} or "N/A"; the number, or None."""
+    if isinstance(node, dict):
+        node = node.get("value")
+    return _number(node) if node not in (None, "N/A") else None
+
+
+def _amd_gpu_entries(data: Any) -> list[dict[str, Any]]:
+    """amd-smi 26+ wraps the per-GPU objects in {"gpu_data": [...]}; older releases print the list itself."""
+    entries = data.get("gpu_data", []) if isinstance(data, dict) else data
+    return [entry for entry in entries or [] if isinstance(entry, dict) and "gpu" in entry]
+
+
+def parse_amd_smi_metric(text: str) -> list[dict[str, Any]]:
+    """GPUs from `amd-smi metric --json`, in the same fields as the other tools' readings."""
+    gpus = []
+    for entry in _amd_gpu_entries(json.loads(text)):
+        usage, power = entry.get("usage") or {}, entry.get("power") or {}
+        temperature, memory = entry.get("temperature") or {}, entry.get("mem_usage") or {}
+        clocks = {str(key).lower(): value for key, value in (entry.get("clock") or {}).items() if isinstance(value, dict)}
+        gfx, mem = clocks.get("gfx_0", {}), clocks.get("mem_0", {})
+        peak = _amd_value(gfx.get("max_clk"))
+        gpus.append({
+            "index": int(entry["gpu"]),
+            "name": None,
+            "gfx_version": None,
+            "memory_total_mib": _amd_value(memory.get("total_vram")),
+            "memory_used_mib": _amd_value(memory.get("used_vram")),
+            "temperature_c": _amd_value(temperature.get("hotspot")) or _amd_value(temperature.get("edge")),
+            "power_w": _amd_value(power.get("socket_power")),
+            "utilisation_pct": _amd_value(usage.get("gfx_activity")),
+            "sm_clock_mhz": _amd_value(gfx.get("clk")),
+            "sm_clock_max_mhz": peak if peak else None,  # some boards report 0 for an unknown maximum
+            "mem_clock_mhz": _amd_value(mem.get("clk")),
+            "mem_clock_max_mhz": _amd_value(mem.get("max_clk")) or None,
+            "throttle_status": power.get("throttle_status"),
+            "throttle_reasons": [],
+        })
+    return sorted(gpus, key=lambda gpu: gpu["index"])
+
+
+def parse_amd_smi_processes(text: str) -> list[dict[str, Any]]:
+    """`amd-smi process --json`: one entry per (GPU, process), with the GPU's index (unlike rocm-smi)."""
+    processes = []
+    for entry in _amd_gpu_entries(json.loads(text)):
+        for item in entry.get("process_list") or []:
+            info = item.get("process_info") if isinstance(item, dict) else None
+            if not isinstance(info, dict) or _number(info.get("pid")) is None:
+                continue  # "No running processes detected"
+            vram = _amd_value((info.get("memory_usage") or {}).get("vram_mem"))
+            processes.append({"gpu": None, "gpu_index": int(entry["gpu"]), "pid": int(_number(info["pid"]) or 0),
+                              "name": info.get("name"), "memory_mib": vram / 2**20 if vram is not None else None})
+    return processes
+
+
+def amd_smi_gpus() -> tuple[list[dict[str, Any]], ToolResult]:
+    result = run_tool(["amd-smi", "metric", "--json"])
+    if not result.ok:
+        return [], result
+    try:
+        return parse_amd_smi_metric(result.stdout), result
+    except (json.JSONDecodeError, AttributeError, TypeError, KeyError, ValueError) as exc:
+        return [], ToolResult("failed", result.stdout, f"unreadable amd-smi JSON: {exc}")
+
+
+def amd_smi_processes() -> tuple[list[dict[str, Any]], ToolResult]:
+    result = run_tool(["amd-smi", "process", "--json"])
+    if not result.ok:
+        return [], result
+    try:
+        return parse_amd_smi_processes(result.stdout), result
+    except (json.JSONDecodeError, AttributeError, TypeError, KeyError, ValueError) as exc:
+        return [], ToolResult("failed", result.stdout, f"unreadable amd-smi JSON: {exc}")
+
+
 def parse_hipconfig_version(text: str) -> str | None:
     match = re.search(r"\d+\.\d+(?:\.\d+)?(?:[-.\w]*)", text)
     return match.group() if match else None

@@ -65,7 +65,27 @@ def measure_copy_bandwidth(device: Any = "cuda", *, gigabytes: float = 2.0, repe
         result["device_name"] = properties.name
         result["device_memory_gib"] = round(properties.total_memory / 2**30, 1)
     del source, target
+    if cuda:
+        torch.cuda.empty_cache()  # the caching allocator would otherwise keep the buffers (4 GB by default)
     return result
+
+
+def measure_copy_bandwidth_in_child(device: str = "cuda", **options: Any) -> dict[str, Any]:
+    """`measure_copy_bandwidth` in a spawned child process, so that none of its device memory (buffers, the
+    allocator's cache, the CUDA/HIP context itself) is held by this process when vLLM checks free memory at
+    start-up; a child's device memory is released when it exits."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        result = pool.submit(_measure_and_name_process, device, options).result()
+    return {**result, "process": "a spawned child process, which exited before the models were loaded"}
+
+
+def _measure_and_name_process(device: str, options: dict[str, Any]) -> dict[str, Any]:
+    import os
+
+    return {**measure_copy_bandwidth(device, **options), "pid": os.getpid()}
 
 
 def kv_bytes_per_token(info: Mapping[str, Any]) -> int:
