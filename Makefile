@@ -14,7 +14,7 @@ RUNS ?= runs
 
 .DEFAULT_GOAL := help
 .PHONY: help setup smoke test plan reproduce fetch clean image image-cuda docker-reproduce bundle
-.PHONY: setup-vllm test-vllm smoke-vllm test-stack
+.PHONY: setup-vllm test-vllm smoke-vllm test-stack bench
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -73,6 +73,12 @@ reproduce: setup ## The real experiment on this host's GPU (CONFIG=r2-swallow-7b
 	  echo "make reproduce needs a GPU (ROCm or CUDA) visible to torch, and none is. On this machine run 'make smoke'" \
 	       "(the pipeline on the tiny model pair, CPU only); on a GPU host use 'make docker-reproduce'."; exit 2; }
 	$(ARTIFACT) run $(CONFIG) --output $(RUNS)
+
+BENCH_ARGS ?= --models swallow-7b,llama-2-7b --inductor llama-2-7b --tunings default,coordinate-descent --fixed-text
+bench: setup ## GPU benchmark: decode tokens/s against the bandwidth roofline measured in the same run (docs/performance.md)
+	@$(PY) -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" || { \
+	  echo "make bench times the GPU decode path and needs a GPU visible to torch; none is."; exit 2; }
+	mkdir -p $(RUNS) && $(PY) scripts/bench_gpu.py $(BENCH_ARGS) --out $(RUNS)/bench.json
 
 FULL ?= 0
 image: ## Build the ROCm image (MI300X) on the base stack.toml pins; FULL=1 bakes in real weights (~40 GB)

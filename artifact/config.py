@@ -26,6 +26,7 @@ MODES = ("latency", "throughput", "fixed_text")
 WEIGHTS = ("real", "synthetic")
 DTYPES = ("bfloat16", "float16", "float32", "auto")
 DEVICES = ("auto", "cpu", "cuda")
+TUNINGS = ("default", "coordinate-descent", "max-autotune")
 _SHA = re.compile(r"^[0-9a-f]{40}$")
 
 
@@ -71,6 +72,7 @@ class TrialSettings:
 @dataclass(frozen=True)
 class TransformersSettings:
     compile: bool = False
+    tuning: str = "default"  # inductor settings of the compiled decode step (artifact/engines/compile_cache.py)
 
 
 @dataclass(frozen=True)
@@ -386,7 +388,8 @@ def _parse_engine(table: Table) -> EngineSettings:
         name=table.choice("name", ENGINES, "transformers"),
         dtype=table.choice("dtype", DTYPES, "bfloat16"),
         device=table.choice("device", DEVICES, "auto"),
-        transformers=TransformersSettings(compile=hf_table.get("compile", bool, False)),
+        transformers=TransformersSettings(compile=hf_table.get("compile", bool, False),
+                                          tuning=hf_table.choice("tuning", TUNINGS, "default")),
         vllm=VLLMSettings(
             gpu_memory_utilization=vllm_table.get("gpu_memory_utilization", float, 0.9),
             enable_chunked_prefill=vllm_table.get("enable_chunked_prefill", bool, True),

@@ -15,6 +15,7 @@ from artifact.corpora import load_prompts
 from artifact.cost import cost_log
 from artifact.engines import EngineFactory
 from artifact.errors import ArtifactError
+from artifact.measure.overhead import harness_overhead
 from artifact.measure.environment import TelemetrySampler, capture_environment, noise_warnings, telemetry_snapshot
 from artifact.measure.roofline import average_context, decode_rates, measure_copy_bandwidth_in_child, roofline_table
 from artifact.measure.tokens import measure_config_tokens
@@ -219,6 +220,7 @@ def finalize(run: RunDirectory, *, clock: PhaseClock | None = None) -> dict[str,
         "noise_warnings": noise_warnings(environment or {}, telemetry),
         "cost": cost_log(run.phases(), config, accelerator=accelerator),
         "roofline": roofline(run.read_optional(BANDWIDTH_FILE), records, models_loaded),
+        "harness_overhead": harness_overhead(run.phases(), records),
     })
     run.write(RESULTS_FILE, results)
     render_reports(run.path, results)

@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from artifact.architectures import architecture_dict, build_config, synthetic_model  # noqa: E402
+from artifact.engines.compile_cache import configure_compile_cache  # noqa: E402
 from artifact.engines.static_decode import StaticDecoder  # noqa: E402
 from artifact.measure.roofline import measure_copy_bandwidth, roofline_tokens_per_s  # noqa: E402
 
@@ -60,20 +61,34 @@ def model_info(model: torch.nn.Module) -> dict[str, Any]:
 
 
 def time_fast(decoder: StaticDecoder, batch: int, prompt_tokens: int, new_tokens: int, vocab: int, repeats: int,
-              device: torch.device) -> dict[str, Any]:
+              device: torch.device, fixed: bool = False) -> dict[str, Any]:
+    """Median of `repeats` timed runs after one untimed run. `fixed`: fixed-text timing (the step's next input is a
+    reference token read on the device) instead of free generation; same prompt, same number of tokens."""
     generator = torch.Generator(device=device).manual_seed(0)
     ids = torch.randint(3, min(vocab, 32000), (batch, prompt_tokens), device=device, generator=generator)
     mask = torch.ones_like(ids)
+    reference = torch.randint(3, min(vocab, 32000), (new_tokens,), device=device, generator=generator)
+
+    def run(on_first_token: Any = None) -> torch.Tensor:
+        if fixed:
+            return decoder.generate_fixed(ids, mask, reference, on_first_token=on_first_token)
+        return decoder.generate(ids, mask, new_tokens, on_first_token=on_first_token)
+
     started = time.perf_counter()
-    decoder.prepare(batch, prompt_tokens + new_tokens)
+    if fixed:
+        decoder.prepare(batch, prompt_tokens + new_tokens, greedy=True, forced=True)
+    else:
+        decoder.prepare(batch, prompt_tokens + new_tokens)
     prepare_s = time.perf_counter() - started
-    decoder.generate(ids, mask, new_tokens)  # one untimed run
+    first = run()  # one untimed run
+    if fixed:
+        assert torch.equal(first[0], reference), "fixed-text path did not emit the reference"
     runs = []
     for _ in range(repeats):
         marks: list[float] = []
         torch.cuda.synchronize()
         began = time.perf_counter()
-        out = decoder.generate(ids, mask, new_tokens, on_first_token=lambda: (torch.cuda.synchronize(), marks.append(time.perf_counter())))
+        out = run(lambda: (torch.cuda.synchronize(), marks.append(time.perf_counter())))
         torch.cuda.synchronize()
         ended = time.perf_counter()
         assert out.shape == (batch, new_tokens)
@@ -152,7 +167,11 @@ def full_run(config: Path, mirror: Path | None, out: Path) -> dict[str, Any]:
         if (run / "results.json").is_file():
             results = json.loads((run / "results.json").read_text())
             result["cost"] = results.get("cost")
-            result["verdicts"] = results.get("verdicts") or results.get("verdict")
+            result["verdicts"] = [comparison.get("verdict") for comparison in results.get("comparisons", [])]
+            result["summary"] = results.get("summary")
+            result["noise_floor"] = results.get("noise_floor")
+            result["harness_overhead"] = results.get("harness_overhead")
+            result["roofline"] = results.get("roofline")
         if (run / "trials.jsonl").is_file():
             from artifact.measure.roofline import average_context, decode_rates
 
@@ -177,6 +196,9 @@ def main() -> None:
     parser.add_argument("--eager", default="llama-2-7b", help="models to time with eager generate() too ('' = none)")
     parser.add_argument("--eager-tokens", type=int, default=64)
     parser.add_argument("--inductor", default="", help="models to time with the inductor-compiled step too")
+    parser.add_argument("--tunings", default="default",
+                        help="inductor tunings to time for the --inductor models (default,coordinate-descent,max-autotune)")
+    parser.add_argument("--fixed-text", action="store_true", help="also time fixed-text emission (batch 1) per variant")
     parser.add_argument("--full-run", type=Path, default=None, help="a config to run end to end with `artifact run`")
     parser.add_argument("--data-mirror", type=Path, default=None)
     parser.add_argument("--skip-models", action="store_true")
@@ -184,7 +206,7 @@ def main() -> None:
     args = parser.parse_args()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     device = torch.device("cuda")
-    report: dict[str, Any] = {"environment": environment()}
+    report: dict[str, Any] = {"environment": environment(), "compile_cache": configure_compile_cache()}
     print(json.dumps(report["environment"]), flush=True)
     report["bandwidth"] = measure_copy_bandwidth(device)
     bandwidth = report["bandwidth"]["gb_per_s"]
@@ -199,11 +221,19 @@ def main() -> None:
         torch.cuda.synchronize()
         build_s = time.perf_counter() - began
         info = model_info(model)
-        variants = [("graph", False)] + ([("graph+inductor", True)] if name in args.inductor.split(",") else [])
-        for label, inductor in variants:
-            decoder = StaticDecoder(model, eos_token_ids=[2], inductor=inductor)
-            for mode, batch in (("latency", 1), ("throughput", args.throughput_batch)):
-                timing = time_fast(decoder, batch, args.prompt_tokens, args.new_tokens, info["vocab_size"], args.repeats, device)
+        variants = [("graph", False, "default")] + ([(f"graph+inductor[{tuning}]", True, tuning)
+                                                       for tuning in args.tunings.split(",") if tuning]
+                                                      if name in args.inductor.split(",") else [])
+        modes = [("latency", 1, False), ("throughput", args.throughput_batch, False)]
+        if args.fixed_text:
+            modes.insert(1, ("fixed_text", 1, True))
+        for label, inductor, tuning in variants:
+            if inductor:
+                torch._dynamo.reset()  # each tuning compiles its own kernels (the persistent cache keys on settings)
+            decoder = StaticDecoder(model, eos_token_ids=[2], inductor=inductor, tuning=tuning)
+            for mode, batch, fixed in modes:
+                timing = time_fast(decoder, batch, args.prompt_tokens, args.new_tokens, info["vocab_size"], args.repeats,
+                                   device, fixed=fixed)
                 limit = roofline_tokens_per_s(info, bandwidth, context, batch)
                 achieved = timing["median"]["decode_tokens_per_s"]
                 row = {"model": name, "engine": f"static+{label}", "mode": mode, "batch": batch,

@@ -101,6 +101,7 @@ class TransformersEngine(Engine):
         self._eager_decoder: Any = None
         self._compiled_last_call = False
         self.memory: dict[str, Any] | None = None
+        self.compile_cache: dict[str, Any] | None = None
 
     def load(self, model: ModelHandle) -> LoadedModelInfo:
         where = str(model.local_path or model.source)
@@ -131,7 +132,13 @@ class TransformersEngine(Engine):
         if getattr(self.settings.transformers, "compile", False):
             from artifact.engines.static_decode import StaticDecoder
 
-            self.decoder = StaticDecoder(self.model, eos_token_ids=self._eos_ids(), inductor=_inductor_requested() and self.device.type == "cuda")
+            inductor = _inductor_requested() and self.device.type == "cuda"
+            if inductor:
+                from artifact.engines.compile_cache import configure_compile_cache
+
+                self.compile_cache = configure_compile_cache()
+            self.decoder = StaticDecoder(self.model, eos_token_ids=self._eos_ids(), inductor=inductor,
+                                         tuning=self.settings.transformers.tuning)
         info = describe_model(self.model, model.name, where, self.device)
         notes = list(info.notes)
         if model.synthetic:
@@ -329,4 +336,6 @@ class TransformersEngine(Engine):
                           + (" after torch.compile (inductor, no cudagraphs)" if graph and _inductor_requested() else "")
                           + "; greedy unless temperature > 0 (seeded sampling); EOS masked so length = max_new_tokens",
             "decode_captures": [] if decoder is None else list(decoder.events),
+            "inductor_tuning": self.settings.transformers.tuning if graph and _inductor_requested() else None,
+            "compile_cache": self.compile_cache,
         }

@@ -75,12 +75,13 @@ class StaticDecoder:
     """Forced-length decoding with a static cache and a captured decode step. One instance per loaded model."""
 
     def __init__(self, model: torch.nn.Module, *, eos_token_ids: list[int], cuda_graph: bool | None = None,
-                 inductor: bool = False) -> None:
+                 inductor: bool = False, tuning: str = "default") -> None:
         self.model = model
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
         self.cuda_graph = self.device.type == "cuda" if cuda_graph is None else cuda_graph
         self.inductor = inductor
+        self.tuning = tuning
         self.eos = torch.tensor(sorted(set(eos_token_ids)), dtype=torch.long, device=self.device)
         self.slots: dict[tuple[int, int, bool, bool], _Slot] = {}
         self.pool = torch.cuda.graph_pool_handle() if self.cuda_graph else None
@@ -96,8 +97,11 @@ class StaticDecoder:
     def _compiled_forward(self) -> Callable[..., torch.Tensor]:
         import torch._dynamo
 
+        from artifact.engines.compile_cache import inductor_options
+
         torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
-        return torch.compile(self._eager_forward, dynamic=False, fullgraph=False)
+        options = inductor_options(self.tuning)
+        return torch.compile(self._eager_forward, dynamic=False, fullgraph=False, options=options or None)
 
     def _step(self, slot: _Slot) -> None:
         written = slot.cache.layers[0].cumulative_length  # on-device count of filled cache slots = this token's slot
@@ -172,7 +176,8 @@ class StaticDecoder:
             torch.cuda.synchronize(self.device)
         slot.capture_s = time.perf_counter() - started
         self.events.append({"batch": batch, "cache_len": key[1], "greedy": key[2], "forced": forced,
-                            "seconds": round(slot.capture_s, 3), "cuda_graph": self.cuda_graph, "inductor": self.inductor})
+                            "seconds": round(slot.capture_s, 3), "cuda_graph": self.cuda_graph, "inductor": self.inductor,
+                            "tuning": self.tuning if self.inductor else None})
         self.slots[key] = slot
         return slot
 

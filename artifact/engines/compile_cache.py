@@ -1,0 +1,47 @@
+"""Compile once: inductor's caches live in the project's cache folder, so a second model of the same shape and a
+second run reuse the generated kernels instead of compiling them again.
+
+torch keeps its FX-graph and autotuning caches under TORCHINDUCTOR_CACHE_DIR (default: a per-user folder in
+/tmp, lost on reboot and absent in a fresh container). Pointing it at `<cache>/torchinductor` makes the cache
+persistent, lets the Docker image ship a warm cache, and lets the run record where it was.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from artifact.paths import cache_dir
+
+CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
+
+# The inductor settings of each `engine.transformers.tuning` choice. Measured on an H200 (docs/performance.md):
+# coordinate descent turns cuBLAS GEMVs into tuned Triton reductions; max-autotune also benchmarks GEMM templates.
+TUNINGS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "coordinate-descent": {"coordinate_descent_tuning": True},
+    "max-autotune": {"coordinate_descent_tuning": True, "max_autotune": True, "max_autotune_gemm": True,
+                     "triton.cudagraphs": False},
+}
+
+
+def inductor_options(tuning: str) -> dict[str, Any]:
+    """The options dict passed to torch.compile for a tuning choice (config validation names the valid ones)."""
+    return dict(TUNINGS[tuning])
+
+
+def configure_compile_cache() -> dict[str, Any]:
+    """Persistent inductor caches in the project's cache folder (unless the user set TORCHINDUCTOR_CACHE_DIR).
+
+    Must run before the first compile of the process. Returns what the run records about it."""
+    chosen = os.environ.get(CACHE_ENV)
+    source = "environment"
+    if not chosen:
+        chosen = str(cache_dir() / "torchinductor")
+        os.environ[CACHE_ENV] = chosen
+        source = "project cache"
+    folder = Path(chosen)
+    folder.mkdir(parents=True, exist_ok=True)
+    entries = sum(1 for _ in folder.rglob("*") if _.is_file())
+    return {"inductor_cache_dir": str(folder), "inductor_cache_source": source, "inductor_cache_files_at_start": entries}
