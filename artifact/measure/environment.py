@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from artifact.measure.cpu_load import cpu_load, load_warning
 from artifact.measure.gpu_tools import (
     ROCM_SMI_STATIC,
     ToolResult,
@@ -207,6 +208,7 @@ def telemetry_snapshot(label: str) -> dict[str, Any]:
     snapshot: dict[str, Any] = {
         "label": label, "time_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "monotonic_s": time.monotonic(), "tool": None, "gpus": [], "processes": [], "tools": {},
+        "cpu": cpu_load(),  # load average and other busy processes (CPU runs are slowed by them most)
     }
     gpus, result = nvidia_gpus()
     snapshot["tools"]["nvidia-smi"] = _tool_status(result)
@@ -258,6 +260,8 @@ def noise_warnings(environment: dict[str, Any], snapshots: list[dict[str, Any]])
             reason = throttling_seen(gpu)
             if reason:
                 warnings.append(f"clock throttling on GPU {gpu.get('index')} at '{snapshot.get('label')}': {reason}")
+        if snapshot.get("cpu"):
+            warnings.extend(load_warning(snapshot["cpu"], str(snapshot.get("label"))))
         others = [process for process in snapshot.get("processes", []) if not process.get("own")]
         if others:
             listed = ", ".join(f"{process.get('name')} (pid {process.get('pid')})" for process in others)
