@@ -15,6 +15,16 @@ SPEED_METRICS = ("ja_chars_per_s", "tokens_per_s")
 VERDICT_MODES = ("latency", "throughput", "fixed_text")
 
 PASS, FAIL, INCONCLUSIVE, CONFOUNDED = "PASS", "FAIL", "INCONCLUSIVE", "CONFOUNDED"
+PARTIAL, INSUFFICIENT, NOT_MEASURED = "PARTIAL", "INSUFFICIENT", "NOT MEASURED"
+OVERRIDE_MARKER = "confounded; override"
+COMBINED_RULE = (
+    "Combined verdict over baselines (intersection-union test): PASS only when every non-confounded baseline "
+    "PASSes; FAIL when any of them FAILs; otherwise INCONCLUSIVE. The claim must hold against each baseline, so "
+    "each comparison is tested at the full level and no multiplicity correction is needed. A baseline that is "
+    "CONFOUNDED (and not overridden) is left out and named; any PARTIAL, INSUFFICIENT or NOT MEASURED "
+    "comparison makes the combined verdict the same. The order of baselines in the config plays no part; "
+    "speedup_ratio is the smallest ratio among the judged baselines (the one that binds)."
+)
 
 
 @dataclass(frozen=True)
@@ -120,3 +130,21 @@ def verdict(low: float, high: float, threshold: float) -> str:
     if high < threshold:
         return FAIL
     return INCONCLUSIVE
+
+
+def display(outcome: str, markers: list[str]) -> str:
+    """The verdict as shown everywhere: the outcome, then what qualifies it, e.g. "PASS (confounded; override)"."""
+    return f"{outcome} ({'; '.join(markers)})" if markers else outcome
+
+
+def combined_verdict(outcomes: dict[str, str]) -> str:
+    """One verdict for the claim from each baseline's outcome (see COMBINED_RULE); independent of order."""
+    judged = [outcome for outcome in outcomes.values() if outcome != CONFOUNDED]
+    if not judged:
+        return CONFOUNDED if outcomes else NOT_MEASURED
+    for blocking in (NOT_MEASURED, INSUFFICIENT, PARTIAL):
+        if blocking in judged:
+            return blocking
+    if FAIL in judged:
+        return FAIL
+    return PASS if all(outcome == PASS for outcome in judged) else INCONCLUSIVE

@@ -90,17 +90,69 @@ def _check_mirror(mirror: Path | None) -> None:
 
 
 def print_verdicts(results: dict[str, Any]) -> None:
+    from artifact.report import fmt_interval, fmt_number, verdict_rows
+
     claim = results["claim"]
     table = Table(title=f"Claim {claim['id']}: verdict metric = {claim['verdict_metric']['label']}, threshold {claim['threshold']}")
-    for column in ("baseline", "verdict", "ratio [CI]", "basis", "tokens/s ratio (informational)"):
+    for column in ("baseline", "verdict", "ratio [CI]", "units x rounds", "basis", f"paper's {claim['paper_value']:g}",
+                   "tokens/s ratio (informational)"):
         table.add_column(column)
-    from artifact.report import verdict_rows
-
     for row in verdict_rows(results):
-        table.add_row(row["baseline"], row["outcome"], row["ratio"], row["basis"], row["tokens_ratio"])
+        table.add_row(row["baseline"], row["display"], row["ratio"], row["n"], row["basis"], row["paper_inside"],
+                      row["tokens_ratio"])
     console.print(table)
+    for comparison in results["comparisons"]:
+        verdict = comparison["verdict"]
+        if verdict.get("reason"):
+            console.print(f"{comparison['baseline']}: {verdict['outcome']} -- {verdict['reason']}", highlight=False)
+        if verdict.get("estimator") and comparison is results["comparisons"][0]:
+            console.print(f"estimator: {verdict['estimator']}", highlight=False)
+        if verdict.get("power"):
+            console.print(f"{comparison['baseline']}: {verdict['power']['advice']}", highlight=False)
+    summary = results["summary"]
+    if "combined_display" in summary:
+        console.print(f"[bold]Combined verdict: {summary['combined_display']}[/] (binding baseline: {summary['baseline']}, "
+                      f"ratio {fmt_number(summary['speedup_ratio'])})", highlight=False)
+        console.print(summary["combined_rule"], highlight=False)
+    noise = results.get("noise_floor")
+    if noise:
+        state = "n/a" if noise["noisy"] is None else ("[bold red]NOISY[/]" if noise["noisy"] else "quiet")
+        console.print(f"noise floor (A/A, {noise['pair'][1]} vs {noise['pair'][0]}, {noise['mode']}): "
+                      f"{fmt_interval(noise['ratio'])}, tolerance {noise['tolerance']:.1%}: {state}", highlight=False)
+    elif "noise_floor" in results:
+        console.print("noise floor: no A/A pair configured (analysis.noise_floor)", highlight=False)
+    done = results.get("completeness")
+    if done and done["status"] != "complete":
+        console.print(f"[bold yellow]completeness: {done['status']}[/] -- {done['measured']} of {done['planned']} planned "
+                      "generations measured; missing: " + "; ".join(f"{row['model']} {row['mode']}: {row['count']}"
+                                                                   for row in done["missing"]), highlight=False)
     if results["run"]["smoke"]:
         console.print("[bold yellow]Smoke run: checks the pipeline on the tiny model pair; not evidence about Swallow.[/]")
+
+
+def _print_pilot(pilot: Path) -> None:
+    """Sample-size advice from a previous run's own spread (its results.json)."""
+    from artifact.analysis.power import sample_size
+    from artifact.analysis.verdicts import unit_label
+
+    path = pilot / "results.json"
+    if not path.is_file():
+        raise ArtifactError(f"--pilot {pilot}: no results.json there (give a run directory written by `artifact run`)")
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ArtifactError(f"--pilot {path}: not valid JSON ({error})") from None
+    for comparison in results.get("comparisons", []):
+        verdict = comparison["verdict"]
+        ratio = verdict.get("ratio")
+        advice = None if not ratio else sample_size(ratio, verdict["threshold"], unit_label=unit_label(verdict.get("mode", "")))
+        if advice is None:
+            console.print(f"pilot {comparison['baseline']}: no variance components in this run (older results); "
+                          "re-render it with `artifact report`", highlight=False)
+            continue
+        options = ", ".join(f"{option['rounds']} rounds: {option['units'] or 'not reachable'}" for option in advice["options"])
+        console.print(f"pilot vs {comparison['baseline']}: {advice['advice']} Units needed by rounds -- {options}.",
+                      highlight=False)
 
 
 def _print_design(the_plan: Any, modes: tuple[str, ...]) -> None:
@@ -123,13 +175,16 @@ def _print_design(the_plan: Any, modes: tuple[str, ...]) -> None:
 
 @app.command()
 @user_errors
-def plan(config: ConfigArgument, set_: SetOption = None, as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False) -> None:
+def plan(config: ConfigArgument, set_: SetOption = None, as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+         pilot: Annotated[Path | None, typer.Option("--pilot", help="A previous run directory: from its measured spread, how many units and rounds would make the verdict decisive.")] = None,
+         data_mirror: MirrorOption = None) -> None:
     """Show what a run would do: models, generations, model order per trial, estimated GPU time and cost."""
     from artifact.cost import estimate
     from artifact.pipeline import load_plan
 
+    _check_mirror(data_mirror)
     experiment = _load(config, set_)
-    the_plan = load_plan(experiment)
+    the_plan = load_plan(experiment, data_mirror)
     guess = estimate(the_plan, experiment)
     if as_json:
         console.print_json(json.dumps({"config": experiment.name, "estimate": guess,
@@ -151,6 +206,8 @@ def plan(config: ConfigArgument, set_: SetOption = None, as_json: Annotated[bool
                   f"{guess['cost_usd']:.2f} USD at {experiment.cost.price_per_gpu_hour_usd} USD/GPU-hour "
                   f"(assumes {experiment.cost.expected_decode_tokens_per_second:g} tokens/s decode and "
                   f"{experiment.cost.expected_load_seconds:g} s per model load)")
+    if pilot is not None:
+        _print_pilot(pilot)
 
 
 @app.command()

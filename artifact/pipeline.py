@@ -21,7 +21,8 @@ from artifact.measure.roofline import average_context, decode_rates, measure_cop
 from artifact.measure.tokens import measure_config_tokens
 from artifact.measure.trials import PhaseClock, TrialRunner, loaded_info_dict
 from artifact.models import resolve_model
-from artifact.plan import Plan, build_plan
+from artifact.plan import Plan, build_plan, planned_generations
+from artifact.reference_texts import reference_texts
 from artifact.report import render_reports
 from artifact.store import CONFIG_FILE, ENVIRONMENT_FILE, MODELS_FILE, RESULTS_FILE, RunDirectory, utc_now
 
@@ -30,6 +31,7 @@ TELEMETRY_FILE = "telemetry.json"
 TOKENS_FILE = "tokens.json"
 BANDWIDTH_FILE = "bandwidth.json"
 CONFOUNDS_FILE = "confounds.json"
+PLAN_FILE = "plan.json"  # every planned measured generation: what a complete run holds
 
 
 class Progress(Protocol):
@@ -55,8 +57,11 @@ class RunOutcome:
     results: dict[str, Any]
 
 
-def load_plan(config: ExperimentConfig) -> Plan:
-    return build_plan(config, load_prompts(config.generation.prompts))
+def load_plan(config: ExperimentConfig, data_mirror: Path | None = None) -> Plan:
+    """The plan with its units: prompts from the prompts file; fixed_text mode's reference documents (read through
+    the data manifest, so from `data_mirror` when given)."""
+    units = reference_texts(config, mirror=data_mirror) if "fixed_text" in config.trials.modes else None
+    return build_plan(config, load_prompts(config.generation.prompts), reference_units=units)
 
 
 @dataclass(frozen=True)
@@ -114,7 +119,7 @@ def run_experiment(config: ExperimentConfig, *, output_root: Path, resume: Path 
     # Everything a user can get wrong (prompts, model paths, configs, engine) is checked before the run
     # directory exists, so a mistake leaves no half-made run behind.
     started = time.perf_counter()
-    plan = load_plan(config)
+    plan = load_plan(config, data_mirror)
     handles = {model.name: resolve_model(model) for model in config.models}
     confounds = check_confounds(config, {name: architecture_facts(handle) for name, handle in handles.items()})
     engines = EngineFactory(config.engine)  # engine = "auto" may still fall back at the first load
@@ -129,6 +134,7 @@ def run_experiment(config: ExperimentConfig, *, output_root: Path, resume: Path 
     if bandwidth is not None:
         run.write(BANDWIDTH_FILE, bandwidth)
     run.write(CONFOUNDS_FILE, confounds)
+    run.write(PLAN_FILE, {"interleaved": plan.interleaved, "measured": planned_generations(plan)})
     for baseline, found in confounds.items():
         if found["confounded"]:
             progress.note(f"{baseline} is a confounded baseline: {found['summary']}")
@@ -155,7 +161,7 @@ def run_experiment(config: ExperimentConfig, *, output_root: Path, resume: Path 
         max_resident=engines.max_resident_models,
         progress=lambda label, count: progress.advance(label, count) if label.startswith("measure") else None,
         completed=opened.completed,
-        snapshot=lambda label: snapshots.append(telemetry_snapshot(label)),
+        snapshot=lambda label: _snapshot_once(snapshots, label),
         sequence_start=opened.last_sequence,
     )
     try:
@@ -182,6 +188,13 @@ def run_experiment(config: ExperimentConfig, *, output_root: Path, resume: Path 
     return RunOutcome(run, finalize(run, clock=clock))
 
 
+def _snapshot_once(snapshots: list[dict[str, Any]], label: str) -> None:
+    """One telemetry snapshot per model, round and mode: models alternating unit by unit would otherwise take
+    one (an nvidia-smi call) before every generation."""
+    if all(snapshot["label"] != label for snapshot in snapshots):
+        snapshots.append(telemetry_snapshot(label))
+
+
 def finalize(run: RunDirectory, *, clock: PhaseClock | None = None) -> dict[str, Any]:
     """Analysis and reports from the files in the run directory alone: `artifact report` calls only this.
 
@@ -201,7 +214,9 @@ def finalize(run: RunDirectory, *, clock: PhaseClock | None = None) -> dict[str,
                             "its first measured trial. Resume it with `artifact run CONFIG --resume RUN_DIR`.")
     claim = claim_from_dict(stored["claim"]) if "claim" in stored else get_claim(config.claim)
     started = time.perf_counter()
-    results = analyse(records, config, claim, reference=reference, confounds=run.read_optional(CONFOUNDS_FILE))
+    plan = run.read_optional(PLAN_FILE)
+    results = analyse(records, config, claim, reference=reference, confounds=run.read_optional(CONFOUNDS_FILE),
+                      planned=None if plan is None else plan["measured"])
     if clock is not None:
         clock.record("analysis", time.perf_counter() - started)
     models_loaded = run.read_optional(MODELS_FILE) or {}

@@ -39,9 +39,9 @@ class Block:
 
     @property
     def key(self) -> str:
+        """Model, round and mode (not the unit): progress, the phase log and telemetry go by this."""
         suffix = "" if self.variant == "default" else f"-{self.variant}"
-        unit = "" if self.unit is None else f"-{self.unit}"
-        return f"{self.phase}-t{self.trial}-{self.model}-{self.mode}{suffix}{unit}"
+        return f"{self.phase}-t{self.trial}-{self.model}-{self.mode}{suffix}"
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from typing import Any
 import jinja2
 
 from artifact.analysis import PER_MODEL_METRICS
+from artifact.analysis.verdicts import FEW_UNITS  # below this many paired units an interval is rough
 from artifact.paths import PROJECT_ROOT
 
 TEMPLATES_DIR = PROJECT_ROOT / "report_templates"
@@ -19,8 +20,6 @@ RATIO_LABELS = {
     "ja_chars_per_s_projected": "Japanese chars/s (projected from tokens/s x chars/token)",
     "tokens_per_s": "tokens/s (originally planned metric)",
 }
-# Below this many resampling units (prompts, or trials in throughput mode) a bootstrap interval is rough.
-FEW_UNITS = 8
 _TEX_ESCAPES = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
                 "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}"}
 
@@ -47,14 +46,20 @@ def verdict_rows(results: dict[str, Any]) -> list[dict[str, str]]:
     for comparison in results["comparisons"]:
         verdict = comparison["verdict"]
         mode_ratios = comparison["ratios"].get(results["claim"]["verdict_metric"]["mode"], {})
+        inside = verdict.get("paper_value_inside")
         rows.append({
             "baseline": comparison["baseline"],
             "outcome": verdict["outcome"],
+            # Older runs have no display: the bare outcome.
+            "display": verdict.get("display", verdict["outcome"]),
             "basis": verdict["basis"],
             "ratio": fmt_interval(verdict["ratio"]),
             "tokens_ratio": fmt_interval(mode_ratios.get("tokens_per_s")),
             "threshold": fmt_number(verdict["threshold"]),
             "statistical_outcome": verdict.get("statistical_outcome", verdict["outcome"]),
+            "few_units": "few units" if verdict.get("few_units") else "",
+            "paper_inside": "n/a" if inside is None else ("inside" if inside else "outside"),
+            "n": "n/a" if not verdict["ratio"] else f"{verdict['ratio']['n']} x {verdict['ratio'].get('n_rounds', '?')}",
         })
     return rows
 
@@ -75,9 +80,10 @@ def _ratio_rows(results: dict[str, Any]) -> list[dict[str, str]]:
     for comparison in results["comparisons"]:
         for mode, ratios in comparison["ratios"].items():
             for key, interval in ratios.items():
-                few = " (few units: a rough interval)" if interval["n"] < FEW_UNITS else ""
+                few = " (few units: a rough interval)" if interval["n"] < FEW_UNITS and mode != "throughput" else ""
                 rows.append({"baseline": comparison["baseline"], "mode": mode, "metric": RATIO_LABELS.get(key, key),
-                             "ratio": fmt_interval(interval), "method": interval["method"] + few, "n": str(interval["n"]),
+                             "ratio": fmt_interval(interval), "method": interval["method"] + few,
+                             "n": f"{interval['n']} x {interval.get('n_rounds', '?')} rounds",
                              "verdict_metric": "yes" if key == comparison["verdict"].get("ratio_key") and mode == results["claim"]["verdict_metric"]["mode"] else ""})
     return rows
 

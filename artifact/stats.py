@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -284,3 +284,22 @@ def crossed_ratio_of_sums(
     quantile = float(scipy_stats.t.ppf(0.5 + confidence / 2, df))
     return CrossedInterval(estimate, estimate - quantile * se, estimate + quantile * se, method, confidence, units,
                            rounds, float(df), se, components)
+
+
+def product_of_ratios(first: CrossedInterval, second: CrossedInterval, *, confidence: float = DEFAULT_CONFIDENCE) -> CrossedInterval:
+    """first x second for two independent ratio estimates (e.g. tokens/s ratio x token-count ratio): relative
+    standard errors add in quadrature on the log scale, Satterthwaite degrees of freedom, t interval."""
+    estimate = first.estimate * second.estimate
+    parts = [((ratio.standard_error / ratio.estimate) ** 2, ratio.df) for ratio in (first, second) if ratio.estimate > 0]
+    variance = sum(part for part, _ in parts)
+    if variance <= 0:
+        return replace(first, estimate=estimate, low=estimate, high=estimate, method="degenerate (no variation)")
+    df = variance ** 2 / sum(part ** 2 / df for part, df in parts if part > 0 and np.isfinite(df)) if any(
+        part > 0 and np.isfinite(df) for part, df in parts) else float("inf")
+    quantile = float(scipy_stats.t.ppf(0.5 + confidence / 2, max(1.0, df)))
+    spread = quantile * float(np.sqrt(variance))
+    return CrossedInterval(estimate, estimate * float(np.exp(-spread)), estimate * float(np.exp(spread)),
+                           f"product of two ratios ({first.method}; {second.method}), log scale, Satterthwaite t",
+                           confidence, first.n, first.n_rounds, float(df), estimate * float(np.sqrt(variance)),
+                           {"round": first.components["round"], "unit": first.components["unit"],
+                            "cell": first.components["cell"]})

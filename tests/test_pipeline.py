@@ -34,8 +34,8 @@ def test_records_have_forced_lengths_and_counts(smoke_run: Path) -> None:
     rows = records(smoke_run)
     measured = [row for row in rows if row["phase"] == "measure"]
     warmups = [row for row in rows if row["phase"] == "warmup"]
-    assert len(measured) == 2 * 2 * 2 * 4  # trials x models x modes x prompts
-    assert len(warmups) == 1 * 2 * 2 * 4
+    assert len(measured) == 2 * 3 * 2 * 4  # trials x models (candidate, baseline, A/A twin) x modes x prompts
+    assert len(warmups) == 1 * 3 * 2 * 4
     for row in rows:
         assert row["output_tokens"] == row["expected_output_tokens"] == 12
         assert row["error"] is None
@@ -55,22 +55,22 @@ def test_expanded_tokenizer_sees_shorter_japanese_prompts(smoke_run: Path) -> No
 
 
 def test_models_alternate_per_unit_with_recorded_positions(smoke_run: Path) -> None:
-    """transformers keeps both models resident: each prompt of a round runs on both models back to back, in a
+    """transformers keeps every model resident: each prompt of a round runs on all models back to back, in a
     counterbalanced order, and every record says at which position its model ran."""
     measured = sorted((row for row in records(smoke_run) if row["phase"] == "measure" and row["mode"] == "latency"),
                       key=lambda row: row["sequence"])
-    pairs = [measured[index:index + 2] for index in range(0, len(measured), 2)]
-    for first, second in pairs:
-        assert (first["trial"], first["prompt_id"]) == (second["trial"], second["prompt_id"])
-        assert {first["model"], second["model"]} == {"tiny-expanded", "tiny-baseline"}
-        assert (first["position"], second["position"]) == (0, 1)
-    first_models = [first["model"] for first, _ in pairs]
-    assert first_models.count("tiny-expanded") == first_models.count("tiny-baseline")  # each model first equally often
+    groups = [measured[index:index + 3] for index in range(0, len(measured), 3)]
+    assert len(groups) == 2 * 4
+    for group in groups:
+        assert len({(row["trial"], row["prompt_id"]) for row in group}) == 1
+        assert {row["model"] for row in group} == {"tiny-expanded", "tiny-baseline", "tiny-baseline-twin"}
+        assert [row["position"] for row in group] == [0, 1, 2]
+    assert {group[0]["model"] for group in groups} == {"tiny-expanded", "tiny-baseline", "tiny-baseline-twin"}
 
 
 def test_results_json_has_verdict_metrics_and_cost(smoke_run: Path) -> None:
     results = json.loads((smoke_run / "results.json").read_text())
-    assert results["schema_version"] == 1
+    assert results["schema_version"] == 2
     assert results["claim"]["id"] == "R-2"
     assert results["claim"]["verdict_metric"]["metric"] == "ja_chars_per_s"
     (comparison,) = results["comparisons"]
@@ -78,22 +78,32 @@ def test_results_json_has_verdict_metrics_and_cost(smoke_run: Path) -> None:
     verdict = comparison["verdict"]
     from artifact.claims import verdict as rule
 
-    assert verdict["outcome"] == rule(verdict["ratio"]["low"], verdict["ratio"]["high"], 1.70)
+    assert verdict["statistical_outcome"] == rule(verdict["ratio"]["low"], verdict["ratio"]["high"], 1.70)
+    # 4 prompts are below the minimum of 5 paired units: never PASS/FAIL, and flagged.
+    assert verdict["outcome"] == "INSUFFICIENT" and verdict["few_units"] is True
+    assert verdict["display"] == "INSUFFICIENT (few units; NOISY; smoke)" or verdict["display"] == "INSUFFICIENT (few units; smoke)"
+    assert results["completeness"]["status"] == "insufficient" and results["completeness"]["planned"] == 2 * 3 * 2 * 4
+    assert results["completeness"]["planned_from"] == "plan.json" and results["completeness"]["missing"] == []
+    noise = results["noise_floor"]
+    assert noise["pair"] == ["tiny-baseline", "tiny-baseline-twin"] and noise["tolerance"] == 0.05
+    assert noise["ratio"]["low"] <= noise["ratio"]["estimate"] <= noise["ratio"]["high"]
+    assert noise["noisy"] == (abs(noise["ratio"]["estimate"] - 1) > 0.05)
     assert verdict["ratio"]["low"] <= verdict["ratio"]["estimate"] <= verdict["ratio"]["high"]
     latency = comparison["ratios"]["latency"]
     assert set(latency) >= {"ja_chars_per_s", "tokens_per_s"}
-    assert latency["ja_chars_per_s"]["n"] == 4 and latency["ja_chars_per_s"]["n_resamples"] == 2000
+    assert latency["ja_chars_per_s"]["n"] == 4 and latency["ja_chars_per_s"]["n_rounds"] == 2
     for model in ("tiny-expanded", "tiny-baseline"):
         metrics = results["models"][model]["metrics"]["latency"]
         assert set(metrics) >= {"tokens_per_s", "ja_chars_per_s", "tpot_s", "ttft_s"}
     tokens = json.loads((smoke_run / "tokens.json").read_text())["per_document"]["prompts"]["tokens"]
     token_ratio = sum(tokens["tiny-baseline"]) / sum(tokens["tiny-expanded"])
     projected = latency["ja_chars_per_s_projected"]
-    assert projected["estimate"] == pytest.approx(latency["tokens_per_s"]["estimate"] * token_ratio)
+    assert projected["estimate"] == pytest.approx(latency["tokens_per_s"]["estimate"] * token_ratio, rel=1e-9)
     assert projected["low"] <= projected["estimate"] <= projected["high"]
     assert results["models"]["tiny-expanded"]["metrics"]["latency"]["ja_chars_per_s_projected"]["estimate"] > 0
     assert results["token_efficiency"]["corpora"][0]["corpus"] == "prompts"
-    assert results["summary"]["validation_status"] == verdict["outcome"]
+    assert results["summary"]["validation_status"] == results["summary"]["combined_display"]
+    assert results["summary"]["combined_verdict"] == "INSUFFICIENT" and "smoke" in results["summary"]["validation_type"]
     assert results["summary"]["speedup_ratio"] == pytest.approx(verdict["ratio"]["estimate"])
     phases = {phase["phase"] for phase in results["cost"]["phases"]}
     assert {"prepare", "load", "warmup", "measure", "analysis"} <= phases
@@ -106,6 +116,8 @@ def test_report_shows_verdict_first_and_smoke_warning(smoke_run: Path) -> None:
     assert "not evidence about Swallow" in report
     assert report.index("## Verdict") < report.index("## Method") < report.index("## Environment") < report.index("## Cost log")
     assert "**The verdict uses:** Japanese characters per second" in report
+    assert "**Claim verdict: INSUFFICIENT" in report and "Noise floor (A/A):** tiny-baseline-twin vs tiny-baseline" in report
+    assert "**Estimator** (recompute it from `trials.jsonl`)" in report and "Per-round ratios vs tiny-baseline" in report
     assert "originally planned metric" in report
     assert "they are the same tokenizer" not in report  # the tiny pair's tokenizers differ
     tex = (smoke_run / "report.tex").read_text()
@@ -214,7 +226,7 @@ def test_roofline_section_appears_when_the_run_measured_bandwidth(smoke_run: Pat
         results = json.loads((smoke_run / "results.json").read_text())
         rows = results["roofline"]["rows"]
         assert {(row["model"], row["mode"]) for row in rows} == {
-            (model, mode) for model in ("tiny-expanded", "tiny-baseline") for mode in ("latency", "throughput")}
+            (model, mode) for model in ("tiny-expanded", "tiny-baseline", "tiny-baseline-twin") for mode in ("latency", "throughput")}
         for row in rows:
             assert row["percent_of_roofline"] == pytest.approx(100 * row["achieved_tokens_per_s"] / row["roofline_tokens_per_s"])
         assert "## Roofline" in (smoke_run / "report.md").read_text()
@@ -231,7 +243,7 @@ def test_ablation_is_skipped_and_reported_when_the_run_uses_transformers(tmp_pat
     engine = json.loads((run_dir / "engine.json").read_text())
     if engine["used"] == "vllm":
         pytest.skip("vLLM is importable here: the ablation runs (tests/test_vllm_engine.py covers it)")
-    assert engine["skipped_variants"] == {"no-chunked-prefill": 2 * 2 * 4}  # trials x models x prompts
+    assert engine["skipped_variants"] == {"no-chunked-prefill": 2 * 3 * 4}  # trials x models (with the A/A twin) x prompts
     assert {row["variant"] for row in records(run_dir)} == {"default"}
     assert "Ablation not run" in (run_dir / "report.md").read_text()
 
@@ -267,4 +279,12 @@ def test_a_measured_call_that_compiles_is_timed_again(tmp_path: Path, tiny_pair)
     engine = json.loads((run_dir / "engine.json").read_text())
     assert engine["recompiled_measured_calls"] >= 2  # batch 1 (latency) and batch 4 (throughput), per model
     rows = [row for row in records(run_dir) if row["phase"] == "measure"]
-    assert len(rows) == len({row["record_id"] for row in rows}) == 2 * 2 * 2 * 4
+    assert len(rows) == len({row["record_id"] for row in rows}) == 2 * 3 * 2 * 4
+
+
+def test_plan_with_a_pilot_run_gives_sample_size_advice(smoke_run: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["plan", "smoke", "--pilot", str(smoke_run)])
+    assert result.exit_code == 0, result.output
+    assert "pilot vs tiny-baseline:" in result.output and "Units needed by rounds" in result.output
+    result = runner.invoke(app, ["plan", "smoke", "--pilot", str(tmp_path)])
+    assert result.exit_code == 2 and "no results.json there" in result.output

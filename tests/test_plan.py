@@ -31,7 +31,10 @@ builtin = "tiny-baseline"
 
 
 def smoke_config(**overrides: str):
-    return load_config("smoke", parse_overrides([f"{key}={value}" for key, value in overrides.items()]))
+    """The smoke config's candidate and baseline (its A/A twin left out: the three-model tests write their own)."""
+    loaded = load_config("smoke", parse_overrides([f"{key}={value}" for key, value in overrides.items()]))
+    return replace(loaded, models=tuple(model for model in loaded.models if model.role != "control"),
+                   analysis=replace(loaded.analysis, noise_floor=()))
 
 
 def three_model_config(tmp_path, engine: str = "transformers", measured: int = 3, modes: str = '["latency"]'):

@@ -80,3 +80,44 @@ def test_projected_ratio_combines_speed_and_token_counts() -> None:
 )
 def test_verdict_rule(low: float, high: float, expected: str) -> None:
     assert verdict(low, high, 1.70) == expected
+
+
+def test_crossed_interval_exact_values_when_only_rounds_vary() -> None:
+    """Round effects +-0.1, nothing else: R = 1, MS_round = 3 * 0.02 = 0.06, Var = 0.06 / 6, one degree of freedom."""
+    from scipy import stats as scipy_stats
+
+    from artifact.stats import crossed_ratio_of_sums
+
+    numerator = np.array([[1.1, 1.1, 1.1], [0.9, 0.9, 0.9]])
+    interval = crossed_ratio_of_sums(numerator, np.ones((2, 3)))
+    quantile = scipy_stats.t.ppf(0.975, 1)
+    assert interval.estimate == pytest.approx(1.0)
+    assert interval.standard_error == pytest.approx(0.1) and interval.df == pytest.approx(1.0)
+    assert (interval.low, interval.high) == pytest.approx((1 - quantile * 0.1, 1 + quantile * 0.1))
+    assert interval.components == pytest.approx({"round": 0.02, "unit": 0.0, "cell": 0.0})  # (0.1^2 + 0.1^2) / (2 - 1)
+    assert (interval.n, interval.n_rounds) == (3, 2)
+
+
+def test_crossed_interval_exact_values_when_only_units_vary() -> None:
+    """Unit effects +-0.2 repeated in 3 rounds: MS_unit = 3 * 2 * 0.04 = 0.24, Var = 0.24 / 6, df = 1."""
+    from artifact.stats import crossed_ratio_of_sums
+
+    numerator = np.array([[1.2, 0.8]] * 3)
+    interval = crossed_ratio_of_sums(numerator, np.ones((3, 2)))
+    assert interval.standard_error == pytest.approx(0.2) and interval.df == pytest.approx(1.0)
+    assert interval.components == pytest.approx({"round": 0.0, "unit": 0.08, "cell": 0.0})
+
+
+def test_crossed_interval_degenerate_and_one_level_cases() -> None:
+    from artifact.stats import crossed_ratio_of_sums
+
+    flat = crossed_ratio_of_sums([[2.0, 4.0], [2.0, 4.0]], [[1.0, 2.0], [1.0, 2.0]])
+    assert (flat.estimate, flat.low, flat.high) == (2.0, 2.0, 2.0) and flat.method.startswith("degenerate")
+    one_round = crossed_ratio_of_sums([[1.0, 2.0, 3.0]], [[1.0, 1.0, 1.0]])
+    assert "ONE round" in one_round.method and one_round.df == pytest.approx(2.0)
+    one_unit = crossed_ratio_of_sums([[1.0], [1.2], [1.1]], [[1.0], [1.0], [1.0]])
+    assert one_unit.method.startswith("rounds only") and one_unit.df == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="differ in shape"):
+        crossed_ratio_of_sums([[1.0, 2.0]], [[1.0]])
+    with pytest.raises(ValueError, match="positive denominators"):
+        crossed_ratio_of_sums([[1.0]], [[0.0]])

@@ -47,7 +47,11 @@ runner = CliRunner()
 NEW_TOKENS = 8
 SMALL = ["--set", "generation.max_prompts=3", "--set", f"generation.max_new_tokens={NEW_TOKENS}",
          "--set", f"generation.min_new_tokens={NEW_TOKENS}", "--set", "trials.measured=1",
-         "--set", "analysis.bootstrap_resamples=200", "--set", "engine.vllm.enforce_eager=true"]
+         "--set", "analysis.bootstrap_resamples=200", "--set", "engine.vllm.enforce_eager=true",
+         # The tiny pair alone: the smoke config's A/A twin would add a model load per trial on vLLM.
+         "--set", 'models=[{name = "tiny-expanded", role = "candidate", builtin = "tiny-expanded"}, '
+                  '{name = "tiny-baseline", role = "baseline", builtin = "tiny-baseline"}]',
+         "--set", "analysis.noise_floor=[]"]
 # vLLM's CPU attention supports head sizes 32 and up; this shape starts but cannot run (a real rejection).
 UNRUNNABLE_SHAPE = {"hidden_size": 32, "head_dim": 16}
 

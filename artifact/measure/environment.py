@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from artifact.measure.cpu_load import cpu_load, load_warning
 from artifact.measure.gpu_tools import (
     ROCM_SMI_STATIC,
     ToolResult,
@@ -284,6 +285,7 @@ def telemetry_snapshot(label: str) -> dict[str, Any]:
         "label": label, "time_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "monotonic_s": time.monotonic(), "tool": None, "gpus": [], "processes": [], "tools": {},
         "devices_in_use": devices_in_use(os.environ),
+        "cpu": cpu_load(),  # load average and other busy processes (CPU runs are slowed by them most)
     }
     gpus, result = nvidia_gpus()
     snapshot["tools"]["nvidia-smi"] = _tool_status(result)
@@ -374,6 +376,8 @@ def noise_warnings(environment: dict[str, Any], snapshots: list[dict[str, Any]])
             reason = throttling_seen(gpu) if used(gpu.get("index")) else None
             if reason:
                 warnings.append(f"clock throttling on GPU {gpu.get('index')} at '{snapshot.get('label')}': {reason}")
+        if snapshot.get("cpu"):
+            warnings.extend(load_warning(snapshot["cpu"], str(snapshot.get("label"))))
         processes = [process for process in snapshot.get("processes", []) if used(process.get("gpu_index"))]
         others = [process for process in processes if process.get("owner", "this run" if process.get("own") else "other") == "other"]
         if others:
