@@ -50,7 +50,8 @@ test-vllm: setup-vllm ## The vLLM engine tests, for real on the CPU; fails if an
 	  rm -f $(VLLM_VENV)/test-vllm.log
 
 smoke-vllm: setup-vllm ## The smoke run on the vLLM engine (CPU) in .venv-vllm
-	$(VLLM_RUN_ENV) $(VLLM_VENV)/bin/artifact run smoke --output $(RUNS) --set engine.name=vllm
+	$(VLLM_RUN_ENV) $(VLLM_VENV)/bin/artifact run smoke --output $(RUNS) --set engine.name=vllm \
+	  --set 'trials.modes=["latency", "throughput"]'   # fixed-text timing runs on transformers only
 
 plan: setup ## What `make reproduce` would run, with its time and cost estimate
 	$(ARTIFACT) plan $(CONFIG)

@@ -188,6 +188,9 @@ builtin = "tiny-baseline"
         path.write_text(base + "[reference_texts]\n" + section + "\n")
         with pytest.raises(ConfigError, match=message):
             load_config(str(path))
+    path.write_text(base + '[engine]\nname = "vllm"\n[reference_texts]\n')
+    with pytest.raises(ConfigError, match="runs on the transformers engine only"):
+        load_config(str(path))
     path.write_text(base + '[reference_texts]\ncorpus = "tiny_ja"\ndocuments = 6\ntarget_chars = 40\nmin_chars = 20\n'
                            'max_chars = 60\nseed = 3\n')
     config = load_config(str(path))
