@@ -59,7 +59,8 @@ test-stack: setup-vllm ## Parity with stack.toml, then the transformers engine t
 	  $(VLLM_VENV)/bin/python -m pytest -q -m "not vllm" -p no:cacheprovider $(STACK_ENGINE_TESTS)
 
 smoke-vllm: setup-vllm ## The smoke run on the vLLM engine (CPU) in .venv-vllm
-	$(VLLM_RUN_ENV) $(VLLM_VENV)/bin/artifact run smoke --output $(RUNS) --set engine.name=vllm
+	$(VLLM_RUN_ENV) $(VLLM_VENV)/bin/artifact run smoke --output $(RUNS) --set engine.name=vllm \
+	  --set 'trials.modes=["latency", "throughput"]'   # fixed-text timing runs on transformers only
 
 plan: setup ## What `make reproduce` would run, with its time and cost estimate
 	$(ARTIFACT) plan $(CONFIG)

@@ -278,6 +278,11 @@ def parse_config(data: dict[str, Any], source: Path) -> ExperimentConfig:
     if "fixed_text" in config.trials.modes and config.reference_texts is None:
         raise ConfigError(f"{source}: field 'trials.modes': \"fixed_text\" needs a [reference_texts] section "
                           "(which corpus, how many documents, the cut length and the prompt)")
+    if "fixed_text" in config.trials.modes and config.engine.name != "transformers":
+        raise ConfigError(
+            f"{source}: field 'trials.modes': \"fixed_text\" runs on the transformers engine only (README, "
+            f"\"Fixed-text timing\"), but engine.name = {config.engine.name!r}; set engine.name = \"transformers\", "
+            "or leave fixed_text out of trials.modes (e.g. --set 'trials.modes=[\"latency\", \"throughput\"]')")
     for table in (experiment, top):
         table.check_no_unknown()
     unknown = [name for name in config.analysis.noise_floor if name not in {model.name for model in config.models}]

@@ -81,7 +81,8 @@ def test_gpt2_baseline_run_is_confounded_unless_overridden(tmp_path: Path, gpt2_
     assert comparison["verdict"]["outcome"] == "CONFOUNDED"
     ratio = comparison["verdict"]["ratio"]
     assert comparison["verdict"]["statistical_outcome"] == verdict_rule(ratio["low"], ratio["high"], 1.70)
-    assert results["summary"]["validation_status"] == "CONFOUNDED"
+    assert results["summary"]["validation_status"] == "CONFOUNDED (smoke)"  # a smoke-marked tiny config
+    assert results["summary"]["combined_verdict"] == "CONFOUNDED"
     report = (run_dir / "report.md").read_text()
     assert "## Confounds" in report and "**CONFOUNDED** — architecture GPT2LMHeadModel" in report
 

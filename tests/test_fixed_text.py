@@ -157,3 +157,43 @@ def test_japanese_chars_count_script_only() -> None:
     assert japanese_chars("日本語のテキスト、ABC 123。") == 10  # 日本語のテキスト + 、 + 。
     assert japanese_chars("ｶﾀｶﾅ（注）ー々") == 9
     assert japanese_chars("Hello, world! 12.5%") == 0
+
+
+def test_reference_texts_config_is_validated(tmp_path: Path) -> None:
+    from artifact.config import config_from_resolved, load_config
+    from artifact.errors import ConfigError
+
+    base = """
+[experiment]
+name = "ft"
+[trials]
+modes = ["fixed_text"]
+[[models]]
+name = "a"
+role = "candidate"
+builtin = "tiny-expanded"
+[[models]]
+name = "b"
+role = "baseline"
+builtin = "tiny-baseline"
+"""
+    path = tmp_path / "ft.toml"
+    path.write_text(base)
+    with pytest.raises(ConfigError, match=r"fixed_text.*needs a \[reference_texts\] section"):
+        load_config(str(path))
+    for section, message in [('corpus = "jsquadd"', "did you mean 'jsquad'"),
+                             ("target_chars = 10\nmin_chars = 20", "min_chars <= target_chars <= max_chars"),
+                             ('prompt = " "', "non-empty prompt"), ("documents = 0", "expected an integer > 0"),
+                             ("cut = 3", "unknown field")]:
+        path.write_text(base + "[reference_texts]\n" + section + "\n")
+        with pytest.raises(ConfigError, match=message):
+            load_config(str(path))
+    path.write_text(base + '[engine]\nname = "vllm"\n[reference_texts]\n')
+    with pytest.raises(ConfigError, match="runs on the transformers engine only"):
+        load_config(str(path))
+    path.write_text(base + '[reference_texts]\ncorpus = "tiny_ja"\ndocuments = 6\ntarget_chars = 40\nmin_chars = 20\n'
+                           'max_chars = 60\nseed = 3\n')
+    config = load_config(str(path))
+    assert config.reference_texts == ReferenceTextSettings(corpus="tiny_ja", documents=6, target_chars=40, min_chars=20,
+                                                           max_chars=60, seed=3)
+    assert config_from_resolved(config.to_dict()).reference_texts == config.reference_texts

@@ -51,7 +51,9 @@ SMALL = ["--set", "generation.max_prompts=3", "--set", f"generation.max_new_toke
          # The tiny pair alone: the smoke config's A/A twin would add a model load per trial on vLLM.
          "--set", 'models=[{name = "tiny-expanded", role = "candidate", builtin = "tiny-expanded"}, '
                   '{name = "tiny-baseline", role = "baseline", builtin = "tiny-baseline"}]',
-         "--set", "analysis.noise_floor=[]"]
+         "--set", "analysis.noise_floor=[]",
+         # Fixed-text timing runs on transformers only: vLLM runs the free-generation modes.
+         "--set", 'trials.modes=["latency", "throughput"]']
 # vLLM's CPU attention supports head sizes 32 and up; this shape starts but cannot run (a real rejection).
 UNRUNNABLE_SHAPE = {"hidden_size": 32, "head_dim": 16}
 
