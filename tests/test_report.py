@@ -52,9 +52,16 @@ def gpu_like_results(smoke_results: dict) -> dict:
                                               "driver_version": "000.00-fixture", "cuda_driver_version": "12.8"}
     for info in results["models_loaded"].values():
         info["device"] = "cuda:0"
+    results["summary"]["validation_type"] = "R-2 Swallow Inference Efficiency"
+    results["summary"].pop("smoke", None)
+    from artifact.config import config_from_resolved
+    from artifact.cost import cost_log
+
+    results["cost"] = cost_log(results["cost"]["phases"], config_from_resolved(results["config"]), accelerator=True)
     verdict = results["comparisons"][0]["verdict"]
-    verdict["per_unit"] = [{"unit": f"doc-{index}", "ratio": 1.6 + 0.04 * index} for index in range(6)]
-    verdict["per_round"] = [{"round": index, "ratio": 1.75 + 0.01 * index} for index in range(4)]
+    estimate = verdict["ratio"]["estimate"]
+    verdict["per_unit"] = [{"unit": f"doc-{index}", "ratio": estimate * (0.9 + 0.04 * index)} for index in range(6)]
+    verdict["per_round"] = [{"round": index, "ratio": estimate * (0.97 + 0.02 * index)} for index in range(4)]
     results["roofline"] = {
         "bandwidth": {"gb_per_s": 4250.0, "device_name": "NVIDIA H200 (FIXTURE)"}, "context_tokens": 192.0,
         "rows": [{"model": model, "mode": mode, "batch": batch, "bytes_per_step": 13_500_000_000,
@@ -155,6 +162,7 @@ def test_paper_macros_hold_the_headline_numbers(smoke_run: Path) -> None:
     assert values["RtwoTinyBaselineRatioLow"] == f"{ratio['low']:.3g}"
     assert values["RtwoThreshold"] == "1.7" and values["RtwoPaperValue"] == "1.78"
     assert values["RtwoGPUHours"] == results["cost"]["gpu_hours_text"]
+    assert "outside phases" in {phase["phase"] for phase in results["cost"]["phases"]}
 
 
 # --- the GPU-like fixture ---------------------------------------------------------------------------------
@@ -171,6 +179,7 @@ def test_gpu_like_results_draw_every_figure_and_name_the_gpu(smoke_run: Path, tm
     assert "**GPU:** 1 x NVIDIA H200 (FIXTURE) (driver 000.00-fixture)" in report
     assert "**Device used:** cuda:0" in report
     assert "not drawn" not in report
+    assert f"**{results['cost']['arithmetic']}**" in report and "GPU-hours x 2.69 USD/GPU-hour" in report
     tex = (tmp_path / "report.tex").read_text(encoding="utf-8")
     assert "1 x NVIDIA H200 (FIXTURE)" in tex and "figures/roofline.pdf" in tex and "figures/drift.pdf" in tex
     if shutil.which("lualatex") or REQUIRE_TEX:

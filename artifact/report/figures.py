@@ -16,6 +16,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend is chosen before pyplot is imported)
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from artifact.report.context import outcome_display  # noqa: E402
 
@@ -77,7 +78,7 @@ def draw_verdict_ratio(results: Mapping[str, Any], smoke: bool) -> Figure | None
         for unit in verdict.get("per_unit") or []:
             rows.append((f"  {unit['unit']}", unit["ratio"], None, None, False, index))
     height = max(2.2, 0.6 + 0.22 * len(rows))
-    figure, axis = plt.subplots(figsize=(7.0, height))
+    figure, axis = plt.subplots(figsize=(7.0, height), layout="constrained")
     positions = list(range(len(rows)))[::-1]
     for position, (label, value, low, high, overall, index) in zip(positions, rows, strict=True):
         marker = MARKERS[index % len(MARKERS)]
@@ -106,7 +107,7 @@ def draw_drift(results: Mapping[str, Any], smoke: bool) -> Figure | None:
     series = [(comparison, rounds) for comparison, rounds in series if rounds]
     if not series:
         return None
-    figure, axis = plt.subplots(figsize=(7.0, 3.2))
+    figure, axis = plt.subplots(figsize=(7.5, 3.2), layout="constrained")
     for index, (comparison, rounds) in enumerate(series):
         ratio = comparison["verdict"]["ratio"]
         xs = [int(item["round"]) for item in rounds]
@@ -115,10 +116,11 @@ def draw_drift(results: Mapping[str, Any], smoke: bool) -> Figure | None:
         axis.axhspan(ratio["low"], ratio["high"], color=GREYS[(index + 2) % len(GREYS)], alpha=0.35,
                      label=f"{comparison['baseline']}: overall interval")
     _reference_lines(axis, results, vertical=False)
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     axis.set_xlabel("round (0-based, in time order)")
     axis.set_ylabel("ratio candidate / baseline (unitless)")
     axis.set_title(("SMOKE RUN (tiny models): " if smoke else "") + "Verdict ratio per round: a trend means drift", fontsize=9)
-    axis.legend(loc="best", ncol=2)
+    axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     return figure
 
 
@@ -131,7 +133,7 @@ def draw_token_efficiency(results: Mapping[str, Any], smoke: bool) -> Figure | N
     corpora = efficiency["corpora"]
     tokenizers = list(dict.fromkeys(name for corpus in corpora for name in corpus["models"]))
     width = 0.8 / max(1, len(tokenizers))
-    figure, axis = plt.subplots(figsize=(max(4.5, 1.4 * len(corpora) + 2.5), 3.2))
+    figure, axis = plt.subplots(figsize=(max(4.5, 1.4 * len(corpora) + 2.5), 3.2), layout="constrained")
     for index, name in enumerate(tokenizers):
         xs = [position + (index - (len(tokenizers) - 1) / 2) * width for position in range(len(corpora))]
         values = [corpus["models"].get(name, {}).get("tokens_per_1000_chars", 0.0) for corpus in corpora]
@@ -156,7 +158,7 @@ def draw_roofline(results: Mapping[str, Any], smoke: bool) -> Figure | None:
     if not rows:
         return None
     modes = list(dict.fromkeys(row["mode"] for row in rows))
-    figure, axes = plt.subplots(1, len(modes), figsize=(3.6 * len(modes) + 0.8, 3.2), squeeze=False)
+    figure, axes = plt.subplots(1, len(modes), figsize=(3.8 * len(modes) + 0.8, 3.6), squeeze=False, layout="constrained")
     for axis, mode in zip(axes[0], modes, strict=True):
         chosen = [row for row in rows if row["mode"] == mode]
         positions = range(len(chosen))
@@ -169,8 +171,8 @@ def draw_roofline(results: Mapping[str, Any], smoke: bool) -> Figure | None:
         batch = sorted({row["batch"] for row in chosen})
         axis.set_title(f"{mode} mode (batch {', '.join(str(b) for b in batch)})", fontsize=9)
         axis.set_ylabel("decode speed (tokens/s)")
-        axis.margins(y=0.12)
-    axes[0][0].legend(loc="best")
+        axis.set_ylim(0, 1.35 * max(max(row["roofline_tokens_per_s"], row["achieved_tokens_per_s"]) for row in chosen))
+        axis.legend(loc="upper center", ncol=2, fontsize=7)
     device = (roofline.get("bandwidth") or {}).get("device_name") or ""
     figure.suptitle(("SMOKE RUN: " if smoke else "") + f"Achieved vs roofline decode speed {device}".strip()
                     + " (labels: % of roofline)", fontsize=9)

@@ -28,6 +28,18 @@ def fmt_number(value: float | str | None, digits: int = 4) -> str:
     return f"{value:.{digits}g}" if isinstance(value, (int, float)) else str(value)
 
 
+def fmt_bytes(value: float | int | None) -> str:
+    """Binary units with three significant digits: 475467776 -> "453 MiB"."""
+    if value is None:
+        return "n/a"
+    amount = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(amount) < 1024:
+            return f"{amount:.3g} {unit}"
+        amount /= 1024
+    return f"{amount:.3g} TiB"
+
+
 def fmt_interval(interval: dict[str, Any] | None, digits: int = 4) -> str:
     if not interval:
         return "n/a"

@@ -10,7 +10,7 @@ import jinja2
 from artifact.paths import PROJECT_ROOT
 from artifact.report.context import build_context
 from artifact.report.figures import write_figures
-from artifact.report.formatting import fmt_interval, fmt_number, tex_breakable, tex_escape, tex_finalize
+from artifact.report.formatting import fmt_bytes, fmt_interval, fmt_number, tex_breakable, tex_escape, tex_finalize
 from artifact.report.macros import render_macros
 from artifact.report.pdf import compile_pdf
 
@@ -18,6 +18,14 @@ TEMPLATES_DIR = PROJECT_ROOT / "report_templates"
 # Rendered beside each report: the artifact-description appendix on its own, for a paper's submission.
 DOCUMENTS = {"report": ("md", "tex"), "appendix": ("md", "tex")}
 MACROS_FILE = "paper_macros.tex"
+
+
+def project_path(path: str) -> str:
+    """A path inside the project as the reader's checkout has it (relative), any other path as it is."""
+    try:
+        return str(Path(path).relative_to(PROJECT_ROOT))
+    except ValueError:
+        return path
 
 
 def _environment(kind: str) -> jinja2.Environment:
@@ -28,7 +36,8 @@ def _environment(kind: str) -> jinja2.Environment:
                        variable_end_string=">>", comment_start_string="<#", comment_end_string="#>",
                        autoescape=False, finalize=tex_finalize)
     environment = jinja2.Environment(**options)
-    environment.filters.update(num=fmt_number, ci=fmt_interval, tex=tex_escape, breakable=tex_breakable)
+    environment.filters.update(num=fmt_number, ci=fmt_interval, tex=tex_escape, breakable=tex_breakable, bytes=fmt_bytes,
+                               project_path=project_path)
     return environment
 
 
