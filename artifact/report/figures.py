@@ -74,10 +74,10 @@ def draw_verdict_ratio(results: Mapping[str, Any], smoke: bool) -> Figure | None
         verdict = comparison["verdict"]
         ratio = verdict["ratio"]
         outcome = outcome_display(verdict, smoke)
-        rows.append((f"{comparison['baseline']}: overall ({outcome})", ratio["estimate"], ratio["low"], ratio["high"], True, index))
+        rows.append((f"{comparison['baseline']}: overall\n{outcome}", ratio["estimate"], ratio["low"], ratio["high"], True, index))
         for unit in verdict.get("per_unit") or []:
             rows.append((f"  {unit['unit']}", unit["ratio"], None, None, False, index))
-    height = max(2.2, 0.6 + 0.22 * len(rows))
+    height = max(2.2, 0.8 + 0.22 * len(rows))
     figure, axis = plt.subplots(figsize=(7.0, height), layout="constrained")
     positions = list(range(len(rows)))[::-1]
     for position, (label, value, low, high, overall, index) in zip(positions, rows, strict=True):
@@ -93,7 +93,7 @@ def draw_verdict_ratio(results: Mapping[str, Any], smoke: bool) -> Figure | None
             tick.set_fontweight("bold")
     _reference_lines(axis, results, vertical=True)
     confidence = judged[0]["verdict"]["ratio"].get("confidence", 0.95)
-    axis.set_xlabel(f"ratio candidate / baseline (unitless): {verdict_metric_label(results)}")
+    axis.set_xlabel(f"{verdict_metric_label(results)}: a unitless ratio")
     title = f"Verdict ratio with its {confidence:.0%} interval (bars)\nopen markers: single documents/prompts"
     axis.set_title(("SMOKE RUN (tiny models): " if smoke else "") + title, fontsize=9)
     axis.legend(loc="best")
