@@ -75,13 +75,19 @@ class RichProgress:
         self.bar.stop()
 
 
-def _load(config: str, overrides: list[str] | None, *, allow_confounded: bool = False) -> Any:
-    from artifact.config import load_config, parse_overrides
+def _overrides(overrides: list[str] | None, *, allow_confounded: bool = False) -> dict[str, str]:
+    from artifact.config import parse_overrides
 
     pairs = list(overrides or [])
     if allow_confounded:
         pairs.append("analysis.allow_confounded=true")
-    return load_config(config, parse_overrides(pairs))
+    return parse_overrides(pairs)
+
+
+def _load(config: str, overrides: list[str] | None, *, allow_confounded: bool = False) -> Any:
+    from artifact.config import load_config
+
+    return load_config(config, _overrides(overrides, allow_confounded=allow_confounded))
 
 
 def _check_mirror(mirror: Path | None) -> None:
@@ -173,6 +179,17 @@ def _print_design(the_plan: Any, modes: tuple[str, ...]) -> None:
         console.print(f"positions in {mode} mode (times at position 0/1/...): {listed} -> {state}")
 
 
+def _print_report_files(run_dir: Path) -> None:
+    from artifact.report import pdf_status
+
+    console.print(f"report: {run_dir / 'report.md'}")
+    missing_pdf = pdf_status(run_dir)
+    if missing_pdf:
+        err_console.print(f"[yellow]note:[/] {missing_pdf}", highlight=False)
+    else:
+        console.print(f"report (PDF): {run_dir / 'report.pdf'}")
+
+
 @app.command()
 @user_errors
 def plan(config: ConfigArgument, set_: SetOption = None, as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
@@ -202,8 +219,9 @@ def plan(config: ConfigArgument, set_: SetOption = None, as_json: Annotated[bool
     _print_design(the_plan, experiment.trials.modes)
     console.print(f"generations: {guess['measured_generations']} measured + {guess['warmup_generations']} warm-up "
                   f"({guess['generated_tokens']} tokens), {guess['model_loads']} model loads")
-    console.print(f"estimate: {guess['seconds'] / 60:.1f} min, {guess['gpu_hours']:.3f} GPU-hours, "
-                  f"{guess['cost_usd']:.2f} USD at {experiment.cost.price_per_gpu_hour_usd} USD/GPU-hour "
+    money = (f"{guess['arithmetic']}" if guess["accelerator"] else
+             f"a CPU run (engine.device = {experiment.engine.device}): 0 GPU-hours, 0 USD")
+    console.print(f"estimate: {guess['seconds'] / 60:.1f} min; {money} "
                   f"(assumes {experiment.cost.expected_decode_tokens_per_second:g} tokens/s decode and "
                   f"{experiment.cost.expected_load_seconds:g} s per model load)")
     if pilot is not None:
@@ -221,20 +239,23 @@ def run(
     allow_confounded: AllowConfoundedOption = False,
 ) -> None:
     """Run the experiment: plan, tokenizer efficiency, timed trials, analysis and reports, into a new run directory."""
-    _run(_load(config, set_, allow_confounded=allow_confounded), output, resume, data_mirror)
+    _run(_load(config, set_, allow_confounded=allow_confounded), output, resume, data_mirror,
+         _overrides(set_, allow_confounded=allow_confounded))
 
 
-def _run(experiment: Any, output: Path, resume: Path | None, data_mirror: Path | None) -> dict[str, Any]:
+def _run(experiment: Any, output: Path, resume: Path | None, data_mirror: Path | None,
+         overrides: dict[str, str]) -> dict[str, Any]:
     from artifact.pipeline import run_experiment
 
     _check_mirror(data_mirror)
     progress = RichProgress()
     try:
-        outcome = run_experiment(experiment, output_root=output, resume=resume, progress=progress, data_mirror=data_mirror)
+        outcome = run_experiment(experiment, output_root=output, resume=resume, progress=progress, data_mirror=data_mirror,
+                                 overrides=overrides)
     finally:
         progress.stop()
     print_verdicts(outcome.results)
-    console.print(f"report: {outcome.run.file('report.md')}")
+    _print_report_files(outcome.run.path)
     console.print(f"run directory: {outcome.run.path}")
     return outcome.results
 
@@ -341,7 +362,7 @@ def validate(
         experiment = _load(config or item.experiment, set_, allow_confounded=allow_confounded)
         if experiment.claim != item.id:
             raise ArtifactError(f"config {experiment.name!r} tests claim {experiment.claim}, not {item.id}")
-        _run(experiment, output, None, data_mirror)
+        _run(experiment, output, None, data_mirror, _overrides(set_, allow_confounded=allow_confounded))
 
 
 @app.command()
@@ -353,7 +374,7 @@ def report(run_dir: Annotated[Path, typer.Argument(help="A run directory written
 
     results = finalize(RunDirectory.open(run_dir))
     print_verdicts(results)
-    console.print(f"report: {run_dir / 'report.md'}")
+    _print_report_files(run_dir)
 
 
 def main() -> None:

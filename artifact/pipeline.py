@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -12,7 +13,7 @@ from artifact.claims import claim_from_dict, claim_to_dict, get_claim
 from artifact.config import ExperimentConfig, config_from_resolved, engine_variants
 from artifact.confounds import architecture_facts, check_confounds
 from artifact.corpora import load_prompts
-from artifact.cost import cost_log
+from artifact.cost import OUTSIDE_PHASES, cost_log, ran_on_accelerator
 from artifact.engines import EngineFactory
 from artifact.errors import ArtifactError
 from artifact.measure.overhead import harness_overhead
@@ -24,6 +25,7 @@ from artifact.models import resolve_model
 from artifact.plan import Plan, build_plan, planned_generations
 from artifact.reference_texts import reference_texts
 from artifact.report import render_reports
+from artifact.report.samples import sample_outputs
 from artifact.store import CONFIG_FILE, ENVIRONMENT_FILE, MODELS_FILE, RESULTS_FILE, RunDirectory, utc_now
 
 ENGINE_FILE = "engine.json"
@@ -113,7 +115,10 @@ def roofline(bandwidth: dict[str, Any] | None, records: list[dict[str, Any]],
 
 
 def run_experiment(config: ExperimentConfig, *, output_root: Path, resume: Path | None = None,
-                   progress: Progress | None = None, data_mirror: Path | None = None) -> RunOutcome:
+                   progress: Progress | None = None, data_mirror: Path | None = None,
+                   overrides: Mapping[str, str] | None = None) -> RunOutcome:
+    """`overrides`: the `--set` pairs the config was loaded with, stored so the report can show them."""
+    session_started = time.perf_counter()
     progress = progress or SilentProgress()
     claim = get_claim(config.claim)
     # Everything a user can get wrong (prompts, model paths, configs, engine) is checked before the run
@@ -127,7 +132,7 @@ def run_experiment(config: ExperimentConfig, *, output_root: Path, resume: Path 
     opened = _open_run(config, output_root, resume)
     run = opened.run
     run.write(CONFIG_FILE, {"fingerprint": config.fingerprint(), "written": opened.started, "config": config.to_dict(),
-                            "claim": claim_to_dict(claim)})
+                            "claim": claim_to_dict(claim), "overrides": dict(overrides or {})})
     clock = PhaseClock(run)
     run.write(ENVIRONMENT_FILE, capture_environment())
     bandwidth = measure_device_bandwidth()
@@ -185,6 +190,8 @@ def run_experiment(config: ExperimentConfig, *, output_root: Path, resume: Path 
     if after_trials:
         run.write(ENGINE_FILE, {**engines.record(), **after_trials})
 
+    # A rented GPU bills the whole session: what no phase covered gets its own line in the cost log.
+    clock.record(OUTSIDE_PHASES, max(0.0, time.perf_counter() - session_started - sum(clock.totals.values())))
     return RunOutcome(run, finalize(run, clock=clock))
 
 
@@ -222,10 +229,13 @@ def finalize(run: RunDirectory, *, clock: PhaseClock | None = None) -> dict[str,
     models_loaded = run.read_optional(MODELS_FILE) or {}
     environment = run.read_optional(ENVIRONMENT_FILE)
     telemetry = run.read_optional(TELEMETRY_FILE) or []
-    accelerator = any(str(info.get("device", "cpu")).startswith(("cuda", "hip", "rocm")) for info in models_loaded.values())
+    accelerator = ran_on_accelerator(models_loaded, environment, config.engine.device)
+    if config.smoke:
+        mark_smoke(results["summary"])
     results.update({
         "run": {"directory": str(run.path), "config_name": config.name, "smoke": config.smoke,
-                "description": config.description, "fingerprint": stored["fingerprint"], "started": stored["written"]},
+                "description": config.description, "fingerprint": stored["fingerprint"], "started": stored["written"],
+                "overrides": stored.get("overrides", {})},
         "config": stored["config"],
         "engine": run.read_optional(ENGINE_FILE),
         "models_loaded": models_loaded,
@@ -236,8 +246,27 @@ def finalize(run: RunDirectory, *, clock: PhaseClock | None = None) -> dict[str,
         "cost": cost_log(run.phases(), config, accelerator=accelerator),
         "roofline": roofline(run.read_optional(BANDWIDTH_FILE), records, models_loaded),
         "harness_overhead": harness_overhead(run.phases(), records),
+        "samples": sample_outputs(records, {model.name: model.weights for model in config.models}, _prompt_texts(config)),
     })
     run.write(RESULTS_FILE, results)
     render_reports(run.path, results)
     return results
 
+
+
+SMOKE_LABEL = "SMOKE RUN: tiny models, a pipeline check, not evidence about Swallow"
+
+
+def mark_smoke(summary: dict[str, Any]) -> None:
+    """The original plan's summary keys are read by scripts that know nothing of smoke runs: say it in them."""
+    summary["smoke"] = True
+    if "smoke" not in str(summary.get("validation_type", "")).lower():
+        summary["validation_type"] = f"{summary.get('validation_type', '')} ({SMOKE_LABEL})".strip()
+
+
+def _prompt_texts(config: ExperimentConfig) -> dict[str, str]:
+    """Prompt texts for the report's samples; a re-render on a machine without the prompts file shows ids only."""
+    try:
+        return {prompt.id: prompt.text for prompt in load_prompts(config.generation.prompts)}
+    except (ArtifactError, OSError):
+        return {}

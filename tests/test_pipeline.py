@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -168,14 +167,6 @@ def test_validate_argument_errors() -> None:
     assert result.exit_code == 2 and "registered claims: R-2" in result.output
     result = runner.invoke(app, ["validate", "R-3"])
     assert result.exit_code == 2 and "unknown claim 'R-3'" in result.output
-
-
-@pytest.mark.skipif(shutil.which("pdflatex") is None and shutil.which("lualatex") is None,
-                    reason="no TeX engine installed (CI installs texlive-latex-base and texlive-latex-recommended)")
-def test_latex_report_compiles_to_pdf(smoke_run: Path) -> None:
-    pdf = smoke_run / "report.pdf"
-    assert pdf.is_file() and pdf.read_bytes().startswith(b"%PDF")
-    assert not (smoke_run / "report.pdf.log").exists()
 
 
 def test_resume_completes_an_interrupted_run(tmp_path: Path, tiny_pair) -> None:
