@@ -13,6 +13,7 @@ import jinja2
 from artifact.analysis import PER_MODEL_METRICS
 from artifact.analysis.verdicts import FEW_UNITS  # below this many paired units an interval is rough
 from artifact.paths import PROJECT_ROOT
+from artifact.standin import standins_in_results
 
 TEMPLATES_DIR = PROJECT_ROOT / "report_templates"
 RATIO_LABELS = {
@@ -119,6 +120,7 @@ def build_context(results: dict[str, Any]) -> dict[str, Any]:
         "noise_warnings": results.get("noise_warnings") or [],
         "models_loaded": results.get("models_loaded") or {},
         "summary": results["summary"],
+        "tokenizer_standins": standins_in_results(results),
     }
 
 
