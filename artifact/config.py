@@ -337,10 +337,23 @@ def _parse_model(table: Table, source: Path) -> ModelSpec:
         builtin=builtin,
         weights=table.choice("weights", WEIGHTS, "real"),
         architecture=table.get("architecture", str),
-        tokenizer=_optional_source(table.get("tokenizer", str), source.parent),
+        tokenizer=_tokenizer_source(table, source.parent),
     )
     table.check_no_unknown()
     return spec
+
+
+def _tokenizer_source(table: Table, base: Path) -> str | None:
+    """A model's `tokenizer`: `standin:NAME` / `data:MANIFEST_ID` (artifact/standin.py) are checked here, by name."""
+    from artifact.standin import is_named_source, named_source_problem
+
+    raw = table.get("tokenizer", str)
+    if is_named_source(raw):
+        problem = named_source_problem(raw)
+        if problem is not None:
+            raise table.fail("tokenizer", problem)
+        return raw
+    return _optional_source(raw, base)
 
 
 def _optional_source(raw: str | None, base: Path) -> str | None:

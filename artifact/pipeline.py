@@ -26,6 +26,7 @@ from artifact.plan import Plan, build_plan, planned_generations
 from artifact.reference_texts import reference_texts
 from artifact.report import render_reports
 from artifact.report.samples import sample_outputs
+from artifact.standin import with_local_tokenizer
 from artifact.store import CONFIG_FILE, ENVIRONMENT_FILE, MODELS_FILE, RESULTS_FILE, RunDirectory, utc_now
 
 ENGINE_FILE = "engine.json"
@@ -125,7 +126,7 @@ def run_experiment(config: ExperimentConfig, *, output_root: Path, resume: Path 
     # directory exists, so a mistake leaves no half-made run behind.
     started = time.perf_counter()
     plan = load_plan(config, data_mirror)
-    handles = {model.name: resolve_model(model) for model in config.models}
+    handles = {model.name: with_local_tokenizer(resolve_model(model), data_mirror) for model in config.models}
     confounds = check_confounds(config, {name: architecture_facts(handle) for name, handle in handles.items()})
     engines = EngineFactory(config.engine)  # engine = "auto" may still fall back at the first load
 

@@ -145,6 +145,7 @@ def expand_vocabulary(base_model: bytes, japanese_model: bytes) -> tuple[bytes, 
     japanese.ParseFromString(japanese_model)
     known = {piece.piece for piece in base.pieces}
     lowest = min(piece.score for piece in base.pieces)
+    score = lowest
     added = 0
     for piece in japanese.pieces:
         if piece.type != model_pb2.ModelProto.SentencePiece.NORMAL or piece.piece in known:
@@ -153,11 +154,24 @@ def expand_vocabulary(base_model: bytes, japanese_model: bytes) -> tuple[bytes, 
             continue
         new_piece = base.pieces.add()
         new_piece.piece = piece.piece
-        new_piece.score = lowest - 1.0 - added  # below every base piece: base merges keep priority
+        # Below every base piece (base merges keep priority), each below the last. Scores are float32: near
+        # Llama 2's lowest (-1e9, its whitespace pieces) one unit is below float32's resolution, and equal scores
+        # would leave the merge order to each implementation's tie-break.
+        score = _strictly_below(lowest - 1.0 - added, score)
+        new_piece.score = score
         new_piece.type = model_pb2.ModelProto.SentencePiece.NORMAL
         known.add(piece.piece)
         added += 1
     return base.SerializeToString(), added
+
+
+def _strictly_below(wanted: float, previous: float) -> float:
+    """`wanted` if float32 keeps it below `previous`, else the next float32 below `previous`."""
+    import numpy as np
+
+    if np.float32(wanted) < np.float32(previous):
+        return float(np.float32(wanted))
+    return float(np.nextafter(np.float32(previous), np.float32(-np.inf)))
 
 
 def _piece_count(model_bytes: bytes) -> int:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from artifact.data import cache_root
 from artifact.errors import ArtifactError, DataError
+from artifact.standin import is_named_source, resolve_named_source
 
 if TYPE_CHECKING:
     from sentencepiece import sentencepiece_model_pb2
@@ -46,13 +47,18 @@ _BUILD_FORMAT = "r2-spm-v1"
 _BATCH = 512
 
 
-def load_tokenizer(source: str | Path, revision: str | None = None) -> PreTrainedTokenizerBase:
+def load_tokenizer(
+    source: str | Path, revision: str | None = None, *, mirror: Path | None = None
+) -> PreTrainedTokenizerBase:
     """Load a tokenizer from a Hub repo id, a local folder, or a bare SentencePiece `.model` file.
 
     A Hub repo is fetched at `revision` (pin it: tokenizers on the Hub can change) and then treated
     as a local folder. A folder or file holding a SentencePiece BPE model goes through the faithful
-    conversion described in the module docstring.
+    conversion described in the module docstring. `standin:NAME` and `data:MANIFEST_ID` name a stand-in
+    or a manifest tokenizer file (artifact/standin.py), built or read through the data `mirror`.
     """
+    if is_named_source(source):
+        source = resolve_named_source(str(source), mirror)
     path = Path(source).expanduser()
     if path.is_file():
         return _from_sentencepiece_file(path)

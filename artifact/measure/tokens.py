@@ -14,6 +14,7 @@ from artifact.claims import Claim
 from artifact.config import ExperimentConfig
 from artifact.corpora import Document, load_corpus
 from artifact.models import resolve_model
+from artifact.standin import provenance
 from artifact.stats import paired_ratio_of_means
 from artifact.tokenization import count_tokens, load_tokenizer
 
@@ -54,7 +55,7 @@ def config_tokenizers(config: ExperimentConfig) -> list[TokenizerSource]:
 def count_corpora(tokenizer_sources: list[TokenizerSource], corpora: tuple[str, ...], *, mirror: Path | None = None,
                   max_documents: int = 0) -> list[CorpusCounts]:
     """Token counts per document, per corpus, for every tokenizer."""
-    tokenizers = {item.name: load_tokenizer(item.source, item.revision) for item in tokenizer_sources}
+    tokenizers = {item.name: load_tokenizer(item.source, item.revision, mirror=mirror) for item in tokenizer_sources}
     results = []
     for corpus in corpora:
         documents = _documents(corpus, mirror, max_documents)
@@ -126,7 +127,8 @@ def measure_config_tokens(config: ExperimentConfig, claim: Claim, *, mirror: Pat
         reference=claim.secondary.reference if claim.secondary else None, seed=config.seed,
         resamples=config.analysis.bootstrap_resamples, confidence=config.analysis.confidence,
     )
-    summary["tokenizers"] = {item.name: {"source": item.source, "revision": item.revision} for item in sources}
+    summary["tokenizers"] = {item.name: {"source": item.source, "revision": item.revision, **provenance(item.source)}
+                             for item in sources}
     return {"summary": summary, "per_document": per_document(counts)}
 
 
@@ -141,7 +143,8 @@ def measure_named_tokenizers(tokenizers: dict[str, str], corpora: tuple[str, ...
                         controls=tuple(name for name in corpora if name in ENGLISH_CORPORA),
                         reference=claim.secondary.reference if claim.secondary else None, seed=seed,
                         resamples=resamples, confidence=confidence)
-    summary["tokenizers"] = {name: {"source": source, "revision": None} for name, source in tokenizers.items()}
+    summary["tokenizers"] = {name: {"source": source, "revision": None, **provenance(source)}
+                             for name, source in tokenizers.items()}
     return {"summary": summary, "per_document": per_document(counts)}
 
 

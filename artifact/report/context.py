@@ -7,6 +7,7 @@ from typing import Any
 from artifact.analysis import PER_MODEL_METRICS
 from artifact.analysis.verdicts import FEW_UNITS  # below this many paired units an interval is rough
 from artifact.report.formatting import fmt_interval, fmt_number
+from artifact.standin import standins_in_results
 
 RATIO_LABELS = {
     "ja_chars_per_s": "Japanese chars/s (measured)",
@@ -189,6 +190,7 @@ def build_context(results: dict[str, Any], figures: list[dict[str, Any]] | None 
         "notes": notes(results),
         "models_loaded": results.get("models_loaded") or {},
         "summary": results["summary"],
+        "tokenizer_standins": standins_in_results(results),
         "samples": results.get("samples") or {"shown": False, "reason": "not recorded in this run", "rows": []},
         "figures": figures or [],
     }
