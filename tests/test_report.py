@@ -66,7 +66,7 @@ def gpu_like_results(smoke_results: dict) -> dict:
     verdict["display"] = "PASS (confounded; override)"
     results["summary"].update(combined_verdict="PASS", combined_display="PASS (every baseline)",
                               combined_rule="PASS when every baseline passes")
-    results["completeness"] = {"planned": 96, "measured": 96, "missing": [], "status": "complete"}
+    results["completeness"] = {"planned": 96, "measured": 96, "missing": [], "status": "complete", "planned_from": "plan.json"}
     results["roofline"] = {
         "bandwidth": {"gb_per_s": 4250.0, "device_name": "NVIDIA H200 (FIXTURE)"}, "context_tokens": 192.0,
         "rows": [{"model": model, "mode": mode, "batch": batch, "bytes_per_step": 13_500_000_000,
@@ -112,9 +112,10 @@ def test_header_shows_gpu_engine_config_overrides_and_smoke(smoke_run: Path) -> 
         assert f"`--set {pair}`" in header
     results = json.loads((smoke_run / "results.json").read_text())
     assert "smoke" in results["summary"]["validation_type"].lower() and results["summary"]["smoke"] is True
-    outcome = results["comparisons"][0]["verdict"]["outcome"]
-    assert f"**{outcome} (smoke)**" in report.split("## The claim")[0]
-    assert f"{outcome} (smoke)" in (smoke_run / "paper_macros.tex").read_text(encoding="utf-8")
+    shown = results["comparisons"][0]["verdict"]["display"]  # e.g. "INCONCLUSIVE (few units; smoke)"
+    assert "smoke" in shown
+    assert f"**{shown}**" in report.split("## The claim")[0]
+    assert shown in (smoke_run / "paper_macros.tex").read_text(encoding="utf-8")
 
 
 def test_tex_says_what_the_markdown_says(smoke_run: Path) -> None:

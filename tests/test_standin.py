@@ -166,7 +166,7 @@ tokenizer = "data:llama-2-tokenizer"
     first_line = (run_dir / "report.md").read_text().splitlines()[0]
     assert first_line.startswith("> **STAND-IN TOKENIZER") and "`standin:swallow-7b`" in first_line
     tex = (run_dir / "report.tex").read_text()
-    assert tex.index("\\maketitle") < tex.index("STAND-IN TOKENIZER") < tex.index("\\textbf{Device:}")
+    assert tex.index("\\maketitle") < tex.index("STAND-IN TOKENIZER") < tex.index("\\textbf{GPU:}")
     if shutil.which("pdflatex") or shutil.which("lualatex"):
         assert (run_dir / "report.pdf").is_file(), (run_dir / "report.pdf.log").read_text()
     models = json.loads((run_dir / "models.json").read_text())
