@@ -243,7 +243,8 @@ def test_roofline_section_appears_when_the_run_measured_bandwidth(smoke_run: Pat
         results = json.loads((smoke_run / "results.json").read_text())
         rows = results["roofline"]["rows"]
         assert {(row["model"], row["mode"]) for row in rows} == {
-            (model, mode) for model in ("tiny-expanded", "tiny-baseline", "tiny-baseline-twin") for mode in ("latency", "throughput")}
+            (model, mode) for model in ("tiny-expanded", "tiny-baseline", "tiny-baseline-twin")
+            for mode in ("fixed_text", "latency", "throughput")}
         for row in rows:
             assert row["percent_of_roofline"] == pytest.approx(100 * row["achieved_tokens_per_s"] / row["roofline_tokens_per_s"])
         assert "## Roofline" in (smoke_run / "report.md").read_text()
