@@ -31,6 +31,17 @@ from artifact.errors import ConfigError
 _SENTENCE_END = re.compile(r"(?:[。！？!?]+[」』）)\"'”’]*|\.(?=\s|$))")
 _UNWRITABLE = re.compile(r"^\s|\s$|\s{2,}|[\r\n\t]")
 
+TOKENIZATION_RULE = (
+    "P is tokenised as a prompt (BOS + its ids) and prefilled; T is tokenised on its own exactly as the tokenizer "
+    "stage counts a text (the model's own SentencePiece encoding with its normaliser and dummy-prefix space, no "
+    "BOS/EOS), and its n tokens are emitted as 1 prefill + n - 1 decode steps; the emitted ids and their decoded "
+    "text are checked against the reference."
+)
+_SOURCES = {
+    "jsquad": "JSQuAD v1.3 validation contexts (Japanese Wikipedia paragraphs), titles not kept",
+    "tiny_ja": "paragraphs of dataset/tiny_corpus_ja.txt (the tiny pair's own training text: a pipeline check only)",
+}
+
 
 def sentence_ends(text: str) -> list[int]:
     """Character offsets just after each sentence end of `text` (the end of the text counts as one)."""
@@ -70,6 +81,14 @@ def select_reference_texts(documents: list[Document], settings: ReferenceTextSet
         )
     random.Random(seed).shuffle(eligible)
     return eligible[: settings.documents]
+
+
+def describe_reference_texts(settings: ReferenceTextSettings, seed: int) -> str:
+    """One paragraph for reports and results: what the reference texts are and how they were made."""
+    source = _SOURCES.get(settings.corpus, f"corpus {settings.corpus!r}")
+    return (f"{settings.documents} documents of {source}, chosen by a shuffle seeded with {seed}, each cut at the "
+            f"sentence end nearest {settings.target_chars} characters (within {settings.min_chars}-{settings.max_chars}); "
+            f"texts NFKC would change are skipped; prompt P = {settings.prompt!r}. {TOKENIZATION_RULE}")
 
 
 def reference_texts(config: ExperimentConfig, *, mirror: Path | None = None) -> list[Prompt]:

@@ -15,6 +15,7 @@ from artifact.config import ModelSpec, load_config, parse_overrides
 
 CLAIM = get_claim("R-2")
 FIXED = replace(CLAIM, verdict=replace(CLAIM.verdict, mode="fixed_text", metric="ja_chars_per_s"))
+LATENCY = replace(CLAIM, verdict=replace(CLAIM.verdict, mode="latency", metric="ja_chars_per_s"))  # free generation
 TWIN = "tiny-baseline-twin"
 
 
@@ -206,7 +207,7 @@ def test_noise_floor_flags_a_noisy_run() -> None:
 
 
 def test_latency_mode_ratio_of_mean_rates_and_tokens_per_second_never_decides() -> None:
-    results = analyse(records(chars_ratio=1.78, tokens_ratio=0.98), config(), CLAIM)
+    results = analyse(records(chars_ratio=1.78, tokens_ratio=0.98), config(), LATENCY)
     latency = results["comparisons"][0]["ratios"]["latency"]
     assert latency["tokens_per_s"]["estimate"] == pytest.approx(0.98, rel=0.01)
     verdict = results["comparisons"][0]["verdict"]
@@ -221,7 +222,7 @@ def test_synthetic_weights_use_the_projection_hide_free_text_and_refuse_one_toke
     documents = np.arange(20, 60)
     different = ReferenceCorpus(chars=list(documents * 2), tokens={"tiny-expanded": list(documents * 5 // 9),
                                                                   "tiny-baseline": list(documents)})
-    results = analyse(records(chars_ratio=1.0, tokens_ratio=0.98), synthetic, CLAIM, reference=different)
+    results = analyse(records(chars_ratio=1.0, tokens_ratio=0.98), synthetic, LATENCY, reference=different)
     verdict = results["comparisons"][0]["verdict"]
     assert verdict["basis"] == "projected" and verdict["ratio_key"] == "ja_chars_per_s_projected"
     expected = 0.98 * sum(documents) / sum(documents * 5 // 9)
@@ -230,9 +231,9 @@ def test_synthetic_weights_use_the_projection_hide_free_text_and_refuse_one_toke
     assert "ja_chars_per_s" not in results["comparisons"][0]["ratios"]["latency"]
     assert "ja_chars_per_s" not in results["models"]["tiny-expanded"]["metrics"]["latency"]
     same = ReferenceCorpus(chars=list(documents * 2), tokens={"tiny-expanded": list(documents), "tiny-baseline": list(documents)})
-    verdict = analyse(records(chars_ratio=1.0), synthetic, CLAIM, reference=same)["comparisons"][0]["verdict"]
+    verdict = analyse(records(chars_ratio=1.0), synthetic, LATENCY, reference=same)["comparisons"][0]["verdict"]
     assert verdict["outcome"] == "NOT MEASURED" and "same tokenizer" in verdict["reason"]
-    verdict = analyse(records(chars_ratio=1.0), synthetic, CLAIM)["comparisons"][0]["verdict"]
+    verdict = analyse(records(chars_ratio=1.0), synthetic, LATENCY)["comparisons"][0]["verdict"]
     assert verdict["outcome"] == "NOT MEASURED"  # synthetic weights and no tokenizer stage: nothing to judge
 
 

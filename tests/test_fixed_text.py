@@ -16,7 +16,8 @@ from artifact.engines.hf import TransformersEngine
 from artifact.measure.tokens import TokenizerSource, count_corpora
 from artifact.measure.trials import FIXED_TEXT_MISMATCH, fixed_text_error, japanese_chars
 from artifact.models import resolve_model
-from artifact.reference_texts import cut_text, select_reference_texts, sentence_ends, writable_verbatim
+from artifact.reference_texts import (cut_text, describe_reference_texts, select_reference_texts, sentence_ends,
+                                      writable_verbatim)
 from artifact.tokenization import load_tokenizer, text_token_ids
 
 PROMPT = "次の文章を書いてください。"
@@ -145,6 +146,8 @@ def test_reference_choice_is_seeded_and_filtered() -> None:
 
 def test_jsquad_reference_texts_are_writable(mirror: Path) -> None:
     settings = ReferenceTextSettings(documents=20)
+    description = describe_reference_texts(settings, 5)
+    assert "titles not kept" in description and "seeded with 5" in description and "dummy-prefix" in description
     units = select_reference_texts(load_corpus("jsquad", mirror=mirror), settings, seed=20231219)
     assert len({unit.id for unit in units}) == 20
     for unit in units:

@@ -31,7 +31,9 @@ builtin = "tiny-baseline"
 
 
 def smoke_config(**overrides: str):
-    """The smoke config's candidate and baseline (its A/A twin left out: the three-model tests write their own)."""
+    """The smoke config's candidate and baseline (its A/A twin left out: the three-model tests write their own), in
+    its free-generation modes (these tests build plans from prompts alone; fixed text needs its reference units)."""
+    overrides = {"trials.modes": '["latency", "throughput"]', **overrides}
     loaded = load_config("smoke", parse_overrides([f"{key}={value}" for key, value in overrides.items()]))
     return replace(loaded, models=tuple(model for model in loaded.models if model.role != "control"),
                    analysis=replace(loaded.analysis, noise_floor=()))
@@ -111,7 +113,9 @@ def test_counts_ids_seeds_and_positions() -> None:
     config = smoke_config(**{"trials.measured": "3", "generation.max_prompts": "4"})
     plan = build_plan(config, PROMPTS)
     assert plan.measured_generations == 3 * 2 * 2 * 4  # trials x models x modes x prompts
-    assert plan.warmup_generations_per_load == {("tiny-expanded", "default"): 1 * 2 * 4, ("tiny-baseline", "default"): 1 * 2 * 4}
+    warmup_prompts = config.trials.warmup_prompts
+    assert plan.warmup_generations_per_load == {("tiny-expanded", "default"): 1 * 2 * warmup_prompts,
+                                                ("tiny-baseline", "default"): 1 * 2 * warmup_prompts}
     ids = [request.request_id for block in plan.measured for request in block.requests]
     assert len(ids) == len(set(ids))
     seeds = {}
@@ -173,4 +177,5 @@ def test_load_count_follows_the_resident_limit() -> None:
     # One resident model: A B | B A | A B -> loads A, B, (B stays), A, (A stays), B = 4.
     assert count_loads(vllm_plan, 1) == 4
     guess = estimate(vllm_plan, vllm)
-    assert guess["model_loads"] == 4 and guess["warmup_generations"] == 4 * 1 * 2 * 4  # loads x warm-up trials x modes x warmup_prompts
+    # loads x warm-up trials x modes x warmup_prompts
+    assert guess["model_loads"] == 4 and guess["warmup_generations"] == 4 * 1 * 2 * vllm.trials.warmup_prompts

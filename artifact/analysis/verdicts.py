@@ -58,8 +58,12 @@ def judge(ratio: Mapping[str, Any] | None, claim: Claim, config: ExperimentConfi
     entry: dict[str, Any] = {"metric": claim.verdict.metric, "mode": claim.verdict.mode, "basis": basis,
                              "ratio_key": ratio_key, "threshold": claim.threshold, "paper_value": claim.paper_value}
     if ratio is None or reason_unmeasured:
-        return {**entry, "ratio": None, "outcome": NOT_MEASURED, "statistical_outcome": NOT_MEASURED,
-                "display": display(NOT_MEASURED, ["smoke"] if config.smoke else []), "few_units": None,
+        # A confounded baseline stays CONFOUNDED whatever was measured; otherwise nothing can be judged.
+        blocked = confounded and not settings.allow_confounded
+        outcome = CONFOUNDED if blocked else NOT_MEASURED
+        markers = ([OVERRIDE_MARKER] if confounded and settings.allow_confounded else []) + (["smoke"] if config.smoke else [])
+        return {**entry, "ratio": None, "outcome": outcome, "statistical_outcome": NOT_MEASURED,
+                "display": display(outcome, markers), "markers": markers, "few_units": None,
                 "reason": reason_unmeasured or f"no {ratio_key} ratio in {claim.verdict.mode} mode in this run",
                 "estimator": None, "per_round": [], "per_unit": [], "paper_value_inside": None, "power": None}
     statistical = verdict(ratio["low"], ratio["high"], claim.threshold)
