@@ -29,6 +29,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from artifact.engines.compat import stdout_with_a_file_descriptor
 from artifact.engines.base import (DTYPE_BYTES, SHAPE_KEYS, Engine, GenerationOutput, GenerationRequest, LoadedModelInfo,
                                    ModelHandle, peak_rss_bytes)
 from artifact.errors import EngineError
@@ -135,7 +136,8 @@ class VLLMEngine(Engine):
 
     def _start(self, kwargs: dict[str, Any]) -> Any:
         vllm = import_vllm()
-        return vllm.LLM(**kwargs)
+        with stdout_with_a_file_descriptor():  # vLLM 0.31.0 needs sys.stdout.fileno() at start (compat.py)
+            return vllm.LLM(**kwargs)
 
     def load(self, model: ModelHandle) -> LoadedModelInfo:
         where = str(model.local_path or model.source)
