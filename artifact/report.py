@@ -11,6 +11,7 @@ from typing import Any
 import jinja2
 
 from artifact.analysis import PER_MODEL_METRICS
+from artifact.measure.warmup import OUTLIER_FACTOR
 from artifact.paths import PROJECT_ROOT
 
 TEMPLATES_DIR = PROJECT_ROOT / "report_templates"
@@ -113,6 +114,7 @@ def build_context(results: dict[str, Any]) -> dict[str, Any]:
         "noise_warnings": results.get("noise_warnings") or [],
         "models_loaded": results.get("models_loaded") or {},
         "summary": results["summary"],
+        "outlier_factor": OUTLIER_FACTOR,
     }
 
 

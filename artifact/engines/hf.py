@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from typing import Any
 
 import torch
@@ -226,6 +226,13 @@ class TransformersEngine(Engine):
 
     def compiled_during_last_call(self) -> bool:
         return self._compiled_last_call
+
+    def call_shape(self, requests: Sequence[GenerationRequest]) -> Hashable:
+        """Batch size and padded prompt width (prompts are left-padded to the longest), as the tensors see them."""
+        width = max(len(self.tokenizer(request.prompt)["input_ids"]) for request in requests)
+        first = requests[0]
+        return (len(requests), width, first.max_new_tokens, first.temperature > 0,
+                tuple(request.continuation for request in requests))
 
     def decode(self, token_ids: Sequence[int]) -> str:
         # A synthetic model may use a larger vocabulary than the tokenizer it was given (Swallow shape, Llama 2

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import gc
 import time
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from typing import Any
 
 from artifact.engines.base import (DTYPE_BYTES, SHAPE_KEYS, Engine, GenerationOutput, GenerationRequest, LoadedModelInfo,
@@ -322,6 +322,13 @@ class VLLMEngine(Engine):
                 finished_s=finished_s,
             ))
         return outputs
+
+    def call_shape(self, requests: Sequence[GenerationRequest]) -> Hashable:
+        """The prompt lengths in batch order: they fix every step's token count (prefill: the lengths, or their
+        sum in one batch; decode: the batch size), and on the CPU backend each new token count costs a oneDNN
+        primitive (see artifact.measure.warmup)."""
+        return tuple((len(self.encode(request.prompt)), request.continuation, request.max_new_tokens,
+                      request.temperature > 0) for request in requests)
 
     def encode(self, text: str) -> list[int]:
         """Prompt ids exactly as the transformers engine builds them (special tokens added: BOS for Llama)."""
