@@ -12,8 +12,8 @@ warm-up blocks (`trials.warmup_prompts`) may cover only some prompts; what they 
 
 Each engine says what a shape is (`Engine.call_shape`): a coarser key would miss first calls, a finer one
 only costs extra untimed calls. The oneDNN cache holds 32 token counts per weight shape (vLLM's
-`create_onednn_mm(..., 32)`), so on the CPU a run with more distinct lengths than that evicts what was
-warmed; `ttft_outliers_by_trial` (a check on the records, nothing re-run) shows it if it happens.
+`create_onednn_mm(..., 32)`; the cache is process-wide, shared by every model of that weight shape), so on
+the CPU a run with more distinct lengths than that evicts what was warmed; `ttft_outliers_by_trial` (a check on the records, nothing re-run) shows it if it happens.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from typing import Any
 from artifact.engines.base import Engine, GenerationRequest
 from artifact.plan import Block, Plan
 
-# A first-trial call counts as an outlier when its time to first token exceeds the same prompt's median over
-# the later trials by this factor AND by this many seconds (the factor alone would flag jitter on ~1 ms times).
+# A call counts as an outlier when its time to first token exceeds the same prompt's median over the other
+# trials by this factor AND by this many seconds (the factor alone would flag jitter on ~1 ms times).
 OUTLIER_FACTOR = 1.5
 OUTLIER_MIN_EXCESS_S = 0.001
 
