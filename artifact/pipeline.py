@@ -21,6 +21,7 @@ from artifact.measure.environment import TelemetrySampler, capture_environment, 
 from artifact.measure.roofline import average_context, decode_rates, measure_copy_bandwidth_in_child, roofline_table
 from artifact.measure.tokens import measure_config_tokens
 from artifact.measure.trials import PhaseClock, TrialRunner, loaded_info_dict
+from artifact.measure.warmup import ttft_outliers_by_trial
 from artifact.models import resolve_model
 from artifact.plan import Plan, build_plan, planned_generations
 from artifact.reference_texts import reference_texts
@@ -185,6 +186,19 @@ def run_experiment(config: ExperimentConfig, *, output_root: Path, resume: Path 
         progress.note(f"{runner.recompiled} measured call(s) compiled a shape the warm-up had not covered and were timed "
                       "again (the first, compiling, call is not recorded); more trials.warmup_prompts avoids it")
         after_trials["recompiled_measured_calls"] = runner.recompiled
+    if runner.first_call_reruns:
+        progress.note(f"{runner.first_call_reruns} measured call(s) were the engine's first at their shape and were "
+                      "timed again (the first call is not recorded)")
+        after_trials["first_call_reruns"] = runner.first_call_reruns
+    after_trials["shape_warmup_calls"] = runner.shape_warmups
+    outliers = ttft_outliers_by_trial(run.records())
+    if outliers:
+        first, *later = (outliers[trial] for trial in sorted(outliers))
+        if later and len(first) > max(len(calls) for calls in later):
+            progress.note(f"{len(first)} first-trial call(s) had a time to first token well above the same prompt's "
+                          f"other trials, more than any later trial ({[len(calls) for calls in later]}): consistent "
+                          "with first-call cost; see engine.json ttft_outliers_by_trial")
+        after_trials["ttft_outliers_by_trial"] = {str(trial): calls for trial, calls in sorted(outliers.items())}
     if runner.skipped_variants:
         progress.note(f"ablation skipped (it applies to vLLM, the run used {engines.name}): {runner.skipped_variants}")
         after_trials["skipped_variants"] = runner.skipped_variants

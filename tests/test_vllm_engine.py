@@ -200,7 +200,9 @@ def test_auto_uses_vllm_when_it_starts(tiny_pair) -> None:
 
 @needs_vllm
 def test_cli_run_on_vllm_forces_lengths(tiny_pair, tmp_path) -> None:
-    result = runner.invoke(app, ["run", "smoke", "--output", str(tmp_path), "--set", "engine.name=vllm", *SMALL])
+    # One warm-up prompt: the other prompt lengths and the batch of 3 are covered after each load, untimed.
+    result = runner.invoke(app, ["run", "smoke", "--output", str(tmp_path), "--set", "engine.name=vllm", *SMALL,
+                                 "--set", "trials.warmup_prompts=1"])
     assert result.exit_code == 0, result.output
     (run_dir,) = tmp_path.iterdir()
     rows = _records(run_dir)
@@ -212,7 +214,21 @@ def test_cli_run_on_vllm_forces_lengths(tiny_pair, tmp_path) -> None:
         assert row["batch_size"] == (1 if row["mode"] == "latency" else 3 if row["phase"] == "measure" else 2)
         assert 0 < row["ttft_s"] <= row["e2e_s"]
     engine = json.loads((run_dir / "engine.json").read_text())
-    assert engine == {"requested": "vllm", "used": "vllm", "fallback_reason": None}
+    assert {key: engine[key] for key in ("requested", "used", "fallback_reason")} == {
+        "requested": "vllm", "used": "vllm", "fallback_reason": None}
+    # vLLM's shape is the prompt lengths: per model, the lengths the one warm-up prompt lacks, plus the batch.
+    uncovered = 0
+    for model in ("tiny-expanded", "tiny-baseline"):
+        def lengths(phase: str, model: str = model) -> set[int]:
+            return {row["prompt_tokens"] for row in rows
+                    if row["phase"] == phase and row["model"] == model and row["mode"] == "latency"}
+        uncovered += len(lengths("measure") - lengths("warmup")) + 1
+    assert engine["shape_warmup_calls"] == uncovered > 2
+    assert "first_call_reruns" not in engine  # every measured shape was served before its measured call
+    environment = json.loads((run_dir / "environment.json").read_text())
+    import vllm
+
+    assert environment["packages"]["vllm"] == vllm.__version__
     models = json.loads((run_dir / "models.json").read_text())
     assert {info["settings"]["engine"] for info in models.values()} == {"vllm"}
     assert all(info["memory"]["kv_cache_bytes"] > 0 for info in models.values())

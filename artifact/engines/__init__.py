@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -155,6 +155,9 @@ class _FirstLoad(Engine):
 
     def compiled_during_last_call(self) -> bool:
         return self.inner.compiled_during_last_call()
+
+    def call_shape(self, requests: Sequence[GenerationRequest]) -> Hashable:
+        return self.inner.call_shape(requests)
 
     def __getattr__(self, attribute: str) -> Any:  # optional hooks of the inner engine (e.g. prepare)
         inner = self.__dict__.get("inner")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import resource
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -120,6 +120,14 @@ class Engine(ABC):
     def describe(self) -> dict[str, Any]:
         """Engine name, version and the settings actually in force, for the run record."""
         return {"engine": self.name}
+
+    def call_shape(self, requests: Sequence[GenerationRequest]) -> Hashable:
+        """What makes a call new to this engine (its first call at a shape pays one-off work: compiling, graph
+        capture, kernel generation). The warm-up serves one call per shape the measured calls use, and a
+        measured call at a shape not served since load is timed again. By default only an identical call
+        counts as the same shape; engines that know their shapes say so (prompt lengths, batch size)."""
+        return tuple((request.prompt, request.continuation, request.max_new_tokens, request.temperature > 0)
+                     for request in requests)
 
     def compiled_during_last_call(self) -> bool:
         """True when the last generate() compiled or captured something (a shape warm-up had not covered):

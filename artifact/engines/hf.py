@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from typing import Any
 
 import torch
@@ -280,6 +280,26 @@ class TransformersEngine(Engine):
 
     def compiled_during_last_call(self) -> bool:
         return self._compiled_last_call
+
+    def call_shape(self, requests: Sequence[GenerationRequest]) -> Hashable:
+        """What costs one-off work here. The static path compiles and captures one step per slot (batch bucket,
+        cache-length bucket, greedy, forced), so calls that share a slot share their first-call cost; eager
+        kernels have no per-shape work beyond the first call of a kind (batch size, sampling, fixed text)."""
+        first = requests[0]
+        forced = first.continuation is not None
+        sampling = first.temperature > 0 and not forced
+        decoder = self._fixed_text_decoder() if forced else self.decoder
+        if decoder is None:
+            return ("eager", len(requests), sampling, forced)
+        from artifact.engines.static_decode import bucket_batch, bucket_length
+
+        width = max(len(self.tokenizer(request.prompt)["input_ids"]) for request in requests)
+        if forced:
+            new = max(len(ids) for ids in text_token_ids(self.tokenizer, [request.continuation for request in requests]))
+        else:
+            new = first.max_new_tokens
+        rows = bucket_batch(len(requests)) if decoder.cuda_graph else len(requests)
+        return ("static", rows, bucket_length(width + new), not sampling, forced)
 
     def decode(self, token_ids: Sequence[int]) -> str:
         # A synthetic model may use a larger vocabulary than the tokenizer it was given (Swallow shape, Llama 2

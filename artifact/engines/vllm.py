@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import gc
 import time
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from typing import Any
 
 from artifact.engines.compat import stdout_with_a_file_descriptor
@@ -405,6 +405,13 @@ class VLLMEngine(Engine):
             )
             for index, request in enumerate(requests)
         ]
+
+    def call_shape(self, requests: Sequence[GenerationRequest]) -> Hashable:
+        """The prompt lengths in batch order: they fix every step's token count (prefill: the lengths, or their
+        sum in one batch; decode: the batch size), and on the CPU backend each new token count costs a oneDNN
+        primitive (see artifact.measure.warmup)."""
+        return tuple((len(self.encode(request.prompt)), request.continuation, request.max_new_tokens,
+                      request.temperature > 0) for request in requests)
 
     def encode(self, text: str) -> list[int]:
         """Prompt ids exactly as the transformers engine builds them (special tokens added: BOS for Llama)."""

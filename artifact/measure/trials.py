@@ -13,6 +13,7 @@ from typing import Any
 from artifact.config import EngineSettings
 from artifact.engines.base import Engine, GenerationOutput, GenerationRequest, LoadedModelInfo, ModelHandle
 from artifact.errors import EngineError, FixedTextMismatchError, LengthMismatchError
+from artifact.measure.warmup import ShapeLedger, measured_calls
 from artifact.plan import Block, Plan
 from artifact.store import RunDirectory, utc_now
 
@@ -149,6 +150,9 @@ class TrialRunner:
         self.loaded: dict[tuple[str, str], Engine] = {}
         self.loads = 0
         self.recompiled = 0  # measured calls served again because they compiled a shape warm-up had not covered
+        self.first_call_reruns = 0  # measured calls served again because their shape was new to the loaded engine
+        self.shape_warmups = 0  # untimed calls that covered shapes the plan's warm-up blocks left out
+        self.ledgers: dict[Engine, ShapeLedger] = {}
         self.model_info: dict[str, LoadedModelInfo] = {}
         self.sequence = sequence_start  # continues the numbering of a resumed run
 
@@ -188,28 +192,44 @@ class TrialRunner:
         if variant == "default":
             self.model_info[model] = info
         self.loaded[key] = engine
+        self.ledgers[engine] = ShapeLedger(engine)
         started = time.perf_counter()
         for block in self.plan.warmups[key]:
             self._run_block(engine, block)
-        self.clock.record("warmup", time.perf_counter() - started, model=model, variant=variant)
+        # trials.warmup = 0 asks for no warm-up at all: then nothing is covered, and first calls are re-run.
+        covered = self.ledgers[engine].cover(measured_calls(self.plan, model, variant)) if self.plan.warmups[key] else 0
+        self.shape_warmups += covered
+        self.clock.record("warmup", time.perf_counter() - started, model=model, variant=variant, shape_calls=covered)
         return engine
 
     def _unload(self, key: tuple[str, str]) -> None:
-        self.loaded.pop(key).close()
+        engine = self.loaded.pop(key)
+        self.ledgers.pop(engine, None)
+        engine.close()
 
     def _timed_generate(self, engine: Engine, requests: list[GenerationRequest], phase: str) -> tuple[list[GenerationOutput], float]:
+        ledger = self.ledgers.get(engine)
         for _ in range(2):
+            first_call = ledger is not None and ledger.is_new(requests)
             engine.synchronize()
             started = time.perf_counter()
             outputs = engine.generate(requests)
             engine.synchronize()
             elapsed = time.perf_counter() - started
+            if ledger is not None:
+                ledger.note(requests)
             if len(outputs) != len(requests):
                 raise EngineError(f"engine {engine.name} returned {len(outputs)} outputs for {len(requests)} requests")
-            # A measured call that had to compile a new shape timed one-off work: serve it again, once.
-            if phase != "measure" or not engine.compiled_during_last_call():
+            # A measured call that had to compile a new shape, or was the engine's first at its shape, timed
+            # one-off work: serve it again, once.
+            if phase != "measure":
                 break
-            self.recompiled += 1
+            if engine.compiled_during_last_call():
+                self.recompiled += 1
+            elif first_call:
+                self.first_call_reruns += 1
+            else:
+                break
         return outputs, elapsed
 
     def _run_block(self, engine: Engine, block: Block) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 from artifact.analysis import PER_MODEL_METRICS
 from artifact.analysis.verdicts import FEW_UNITS  # below this many paired units an interval is rough
 from artifact.report.formatting import fmt_interval, fmt_number
+from artifact.measure.warmup import OUTLIER_FACTOR
 from artifact.standin import standins_in_results
 
 RATIO_LABELS = {
@@ -191,6 +192,7 @@ def build_context(results: dict[str, Any], figures: list[dict[str, Any]] | None 
         "models_loaded": results.get("models_loaded") or {},
         "summary": results["summary"],
         "tokenizer_standins": standins_in_results(results),
+        "outlier_factor": OUTLIER_FACTOR,
         "samples": results.get("samples") or {"shown": False, "reason": "not recorded in this run", "rows": []},
         "figures": figures or [],
     }
