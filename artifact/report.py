@@ -110,6 +110,7 @@ def build_context(results: dict[str, Any]) -> dict[str, Any]:
                                     if not isinstance(value, (dict, list))),
         "environment_sections": sorted((key, value) for key, value in (results.get("environment") or {}).items()
                                        if isinstance(value, (dict, list))),
+        "environment_lock": (results.get("environment") or {}).get("lock") or {"lock": None, "note": "not recorded"},
         "noise_warnings": results.get("noise_warnings") or [],
         "models_loaded": results.get("models_loaded") or {},
         "summary": results["summary"],
