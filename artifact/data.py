@@ -8,21 +8,20 @@ places a file can come from, tried in this order:
 1. a mirror folder (`--data-mirror DIR` or env `R2_DATA_MIRROR`) laid out like the manifest's
    `filename` fields, read in place and never copied (CI points it at `../shared/data`);
 2. the cache (`~/.cache/r2-artifact/data`, or `$R2_CACHE_DIR/data`), filled by earlier downloads;
-3. a download from the pinned URL, written to a temporary file and renamed into the cache only
-   after its hash matched, so the cache never holds a partial or corrupt file.
+3. a download from the pinned URL (pooch: streamed to a temporary file in the cache folder, moved into
+   place only after its sha256 matched, so the cache never holds a partial or corrupt file).
+
+`fetch_all` tries every entry and reports every file that failed, not only the first.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import tempfile
+import re
+import sys
 import tomllib
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 from artifact.errors import DataError
 from artifact.paths import cache_dir, dataset_dir
@@ -41,7 +40,6 @@ REQUIRED_FIELDS = (
     "filename",
     "loader",
 )
-_CHUNK = 1 << 20
 _DOWNLOAD_TIMEOUT_S = 60
 
 
@@ -116,6 +114,10 @@ def load_manifest(path: Path | None = None) -> Manifest:
             f"Data manifest not found: {manifest_path}. Set {ENV_DATASET_DIR} to the folder that "
             f"holds {MANIFEST_NAME}."
         ) from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"Data manifest {manifest_path} is not UTF-8 text: {exc.reason} at byte {exc.start}.") from None
+    except OSError as exc:
+        raise DataError(f"Data manifest {manifest_path} cannot be read: {exc.strerror or exc}.") from None
     except tomllib.TOMLDecodeError as exc:
         raise DataError(f"Data manifest {manifest_path} is not valid TOML: {exc}.") from None
     tables = raw.get("file")
@@ -174,12 +176,10 @@ def _check_unique_ids(entries: tuple[ManifestEntry, ...], manifest_path: Path) -
 
 
 def sha256_of(path: Path) -> str:
-    """Hex sha256 of a file, read in chunks so large files do not sit in memory."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """Hex sha256 of a file (pooch reads it in chunks, so large files do not sit in memory)."""
+    import pooch
+
+    return pooch.file_hash(str(path), alg="sha256")
 
 
 def verify_sha256(path: Path, entry: ManifestEntry) -> None:
@@ -216,9 +216,24 @@ def fetch_all(
     allow_download: bool = True,
     manifest: Manifest | None = None,
 ) -> list[FetchedFile]:
-    """Resolve every manifest entry (the `artifact fetch` command): afterwards runs work offline."""
+    """Resolve every manifest entry (the `artifact fetch` command): afterwards runs work offline.
+
+    Every entry is tried; when any failed, one DataError lists each failed file with its reason.
+    """
     loaded = manifest if manifest is not None else load_manifest()
-    return [_resolve(entry.id, mirror, cache_dir, allow_download, loaded) for entry in loaded.entries]
+    fetched: list[FetchedFile] = []
+    failures: list[str] = []
+    for entry in loaded.entries:
+        try:
+            fetched.append(_resolve(entry.id, mirror, cache_dir, allow_download, loaded))
+        except DataError as exc:
+            failures.append(f"  - {exc}")
+    if failures:
+        raise DataError(
+            f"{len(failures)} of {len(loaded.entries)} data files could not be fetched "
+            f"({len(fetched)} are fine):\n" + "\n".join(failures)
+        )
+    return fetched
 
 
 def _resolve(
@@ -262,42 +277,44 @@ def _from_mirror(entry: ManifestEntry, mirror_dir: Path) -> FetchedFile:
 
 
 def _download(entry: ManifestEntry, target: Path) -> None:
-    """Download `entry.url` to `target` atomically: temp file in the same folder, verify, rename."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    tmp_path = Path(tmp_name)
+    """Download `entry.url` to `target` with pooch; a file whose sha256 differs is deleted, never kept."""
+    import pooch
+    import requests
+
+    pooch.get_logger().setLevel("WARNING")  # our own messages say what is fetched and from where
     try:
-        with os.fdopen(handle, "wb") as out:
-            _copy_url(entry, out)
-        verify_sha256(tmp_path, entry)
-        os.replace(tmp_path, target)
-    finally:
-        tmp_path.unlink(missing_ok=True)
-
-
-def _copy_url(entry: ManifestEntry, out: BinaryIO) -> None:
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
-
-    try:
-        response = urllib.request.urlopen(entry.url, timeout=_DOWNLOAD_TIMEOUT_S)  # noqa: S310
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+        pooch.retrieve(
+            entry.url,
+            known_hash=f"sha256:{entry.sha256}",
+            fname=target.name,
+            path=target.parent,
+            downloader=pooch.HTTPDownloader(progressbar=sys.stderr.isatty(), timeout=_DOWNLOAD_TIMEOUT_S),
+        )
+    except ValueError as exc:  # pooch's hash mismatch (the download was deleted), or a URL it cannot fetch
         raise DataError(
-            f"Cannot download data file {entry.id!r} from {entry.url}: {exc}. If this machine is "
-            f"offline, give a folder holding {entry.filename} with --data-mirror DIR or "
-            f"{ENV_DATA_MIRROR}=DIR."
+            f"Download of data file {entry.id!r} from {entry.url} refused: {_one_line(exc)} Point "
+            f"--data-mirror DIR / {ENV_DATA_MIRROR} at a correct copy, or check the manifest's sha256."
         ) from None
-    with response:
-        length = response.headers.get("Content-Length")
-        total = int(length) if length and length.isdigit() else None
-        columns = (TextColumn(entry.id), BarColumn(), DownloadColumn(), TransferSpeedColumn())
-        with Progress(*columns, transient=True) as progress:
-            task = progress.add_task("download", total=total)
-            try:
-                for chunk in iter(lambda: response.read(_CHUNK), b""):
-                    out.write(chunk)
-                    progress.advance(task, len(chunk))
-            except OSError as exc:
-                raise DataError(
-                    f"Download of {entry.id!r} from {entry.url} broke off: {exc}. Retry, or use "
-                    f"--data-mirror DIR / {ENV_DATA_MIRROR}."
-                ) from None
+    except (requests.RequestException, OSError) as exc:
+        raise DataError(
+            f"Cannot download data file {entry.id!r} from {entry.url}: {_network_reason(exc)}. If this machine is "
+            f"offline, give a folder holding {entry.filename} with --data-mirror DIR or {ENV_DATA_MIRROR}=DIR."
+        ) from None
+
+
+def _network_reason(exc: BaseException) -> str:
+    """The root of a network error, short: requests nests the socket's text several wrappers deep."""
+    import requests
+
+    text = _one_line(exc)
+    errno = re.search(r"\[Errno [^\]]*\] [^'\")(]*", text)
+    if errno:
+        return errno.group(0).strip()
+    if isinstance(exc, requests.Timeout):
+        return f"no answer within {_DOWNLOAD_TIMEOUT_S} s"
+    return text if len(text) <= 300 else text[:300] + "..."
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception's message on one line (requests nests the socket error's text inside its own)."""
+    return " ".join(str(exc).split()) or type(exc).__name__

@@ -123,8 +123,8 @@ def _hub_snapshot(repo_id: str, revision: str | None) -> Path:
         raise ArtifactError(
             f"Cannot get the tokenizer of {repo_id}@{revision or 'main'} from the Hugging Face Hub "
             f"({type(exc).__name__}: {exc}). Fetch it while online first (`make fetch CONFIG=...`, which runs "
-            f"scripts/prefetch_models.py, or `huggingface-cli download {repo_id} --revision {revision or 'main'}`), or pass a "
-            f"local folder or tokenizer.model path instead. Gated repos need HF_TOKEN."
+            f"scripts/prefetch_models.py, or huggingface_hub's `hf download {repo_id} --revision "
+            f"{revision or 'main'}`), or pass a local folder or tokenizer.model path instead. Gated repos need HF_TOKEN."
         ) from None
     return Path(folder)
 

@@ -176,8 +176,36 @@ def fetch_from_hub(download: Download, token: str | None, cache_dir: Path | None
     except RepositoryNotFoundError as exc:
         raise PrefetchError(f"{download.repo}: no such repository (or it is private and the token cannot see it)") from exc
     except (HfHubHTTPError, OSError) as exc:
-        raise PrefetchError(f"{download.repo}@{download.revision}: download failed: {exc}") from exc
+        raise PrefetchError(f"{download.repo}@{download.revision}: download failed: {one_line(exc)}") from exc
+    except Exception as exc:  # the HTTP client's own errors (connect, timeout) are not huggingface_hub types
+        raise PrefetchError(f"{download.repo}@{download.revision}: download failed ({type(exc).__name__}: {one_line(exc)})") from exc
     return Path(path)
+
+
+def one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300] or type(exc).__name__
+
+
+def hub_unreachable_reason(timeout_s: float = 10) -> str | None:
+    """Why the Hub cannot be reached (offline mode, no network), or None when it answers.
+
+    Asked once before any download, so an offline machine gets one line instead of five retries per model.
+    """
+    import urllib.error
+    import urllib.request
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE is set"
+    try:
+        urllib.request.urlopen(f"{constants.ENDPOINT}/api/models?limit=1", timeout=timeout_s).close()  # noqa: S310
+    except urllib.error.HTTPError:
+        return None  # it answered
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return f"{constants.ENDPOINT} does not answer ({one_line(reason if isinstance(reason, BaseException) else exc)})"
+    return None
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -220,6 +248,12 @@ def main(argv: list[str] | None = None) -> int:
     if not downloads:
         print(f"prefetch: no Hub models in {', '.join(args.config)}: nothing to fetch")
         return 0
+    if not args.dry_run and not args.mirror and (reason := hub_unreachable_reason()):
+        print(f"prefetch: the Hugging Face Hub cannot be reached: {reason}. Not fetched: "
+              f"{', '.join(download.repo for download in downloads)}. Run this step where the Hub answers, or copy "
+              "the model folders there and use --mirror DIR (a folder of <owner>/<name>/ copies).", file=sys.stderr)
+        return 1
+    failed: list[str] = []
     for download in downloads:
         print(f"{'would fetch' if args.dry_run else 'fetching'} {download.describe()}", flush=True)
         if args.dry_run:
@@ -231,8 +265,12 @@ def main(argv: list[str] | None = None) -> int:
                 path = fetch_from_hub(download, read_token(args.token_file), args.cache_dir)
         except PrefetchError as exc:
             print(f"prefetch: {exc}", file=sys.stderr)
-            return 1
+            failed.append(download.repo)
+            continue
         print(f"  -> {path}", flush=True)
+    if failed:
+        print(f"prefetch: {len(failed)} of {len(downloads)} models not fetched: {', '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import functools
+import http.server
 import os
+import shutil
+import socket
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from artifact import data
 from artifact.data import (
@@ -49,9 +57,35 @@ def write_manifest(path: Path, **fields: str) -> Path:
     return path
 
 
-def file_entry_manifest(tmp_path: Path, source: Path, sha256: str) -> data.Manifest:
-    """A one-entry manifest whose URL is a file:// URL: downloads run the real urllib path."""
-    fields = dict(id="x", url=source.resolve().as_uri(), sha256=sha256, **ENTRY_FIELDS)
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (the base class's name)
+        pass
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """A folder served over HTTP on the loopback address: downloads run pooch's real HTTP path, offline."""
+    folder = tmp_path / "served"
+    folder.mkdir()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield folder, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def closed_port_url() -> str:
+    """A loopback URL nothing listens on: the connection is refused at once."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}/absent.txt"
+
+
+def url_entry_manifest(tmp_path: Path, url: str, sha256: str) -> data.Manifest:
+    """A one-entry manifest with the given URL and sha256."""
+    fields = dict(id="x", url=url, sha256=sha256, **ENTRY_FIELDS)
     return load_manifest(write_manifest(tmp_path / "manifest.toml", **fields))
 
 
@@ -154,9 +188,10 @@ def test_corrupt_mirror_file_is_refused_with_both_hashes(mirror: Path, tmp_path:
     assert not (tmp_path / "cache").exists()
 
 
-def test_download_fills_cache_then_cache_is_used(mirror: Path, tmp_path: Path) -> None:
-    source = mirror / "corpora" / "botchan.txt"
-    manifest = file_entry_manifest(tmp_path, source, sha256_of(source))
+def test_download_fills_cache_then_cache_is_used(mirror: Path, tmp_path: Path, served) -> None:
+    folder, base = served
+    source = shutil.copy(mirror / "corpora" / "botchan.txt", folder / "botchan.txt")
+    manifest = url_entry_manifest(tmp_path, f"{base}/botchan.txt", sha256_of(source))
     cache = tmp_path / "cache"
     (first,) = fetch_all(cache_dir=cache, manifest=manifest)
     assert first.source == "download" and first.path == cache / "corpora" / "x.txt"
@@ -166,33 +201,61 @@ def test_download_fills_cache_then_cache_is_used(mirror: Path, tmp_path: Path) -
     assert sorted(p.name for p in first.path.parent.iterdir()) == ["x.txt"]
 
 
-def test_corrupt_download_leaves_nothing_in_cache(mirror: Path, tmp_path: Path) -> None:
+def test_corrupt_download_leaves_nothing_in_cache(mirror: Path, tmp_path: Path, served) -> None:
+    folder, base = served
     source = mirror / "corpora" / "botchan.txt"
-    bad = flipped_copy(source, tmp_path / "served" / "botchan.txt")
-    manifest = file_entry_manifest(tmp_path, bad, sha256_of(source))
+    bad = flipped_copy(source, folder / "botchan.txt")
+    manifest = url_entry_manifest(tmp_path, f"{base}/botchan.txt", sha256_of(source))
     cache = tmp_path / "cache"
-    with pytest.raises(DataError, match=f"expected {sha256_of(source)}, got {sha256_of(bad)}"):
+    with pytest.raises(DataError, match=f"refused: .*expected .*{sha256_of(source)}.*got .*{sha256_of(bad)}"):
         resolve_data_file("x", cache_dir=cache, manifest=manifest)
     assert list((cache / "corpora").iterdir()) == []
 
 
 def test_corrupt_cache_file_is_refused(mirror: Path, tmp_path: Path) -> None:
     source = mirror / "corpora" / "botchan.txt"
-    manifest = file_entry_manifest(tmp_path, source, sha256_of(source))
+    manifest = url_entry_manifest(tmp_path, closed_port_url(), sha256_of(source))
     flipped_copy(source, tmp_path / "cache" / "corpora" / "x.txt")
     with pytest.raises(DataError, match="sha256 mismatch"):
         resolve_data_file("x", cache_dir=tmp_path / "cache", manifest=manifest)
 
 
-def test_failed_download_points_to_the_mirror_option(tmp_path: Path) -> None:
-    manifest = file_entry_manifest(tmp_path, tmp_path / "absent.txt", "a" * 64)
-    with pytest.raises(DataError, match=r"--data-mirror DIR or R2_DATA_MIRROR"):
+def test_failed_download_is_one_line_pointing_to_the_mirror_option(tmp_path: Path) -> None:
+    manifest = url_entry_manifest(tmp_path, closed_port_url(), "a" * 64)
+    with pytest.raises(DataError, match=r"--data-mirror DIR or R2_DATA_MIRROR") as info:
         resolve_data_file("x", cache_dir=tmp_path / "cache", manifest=manifest)
-    assert not any((tmp_path / "cache").rglob("*.part"))
+    assert "\n" not in str(info.value)
+    assert [path for path in (tmp_path / "cache").rglob("*") if path.is_file()] == []
+
+
+def test_missing_file_on_the_server_is_one_line(tmp_path: Path, served) -> None:
+    _, base = served
+    manifest = url_entry_manifest(tmp_path, f"{base}/absent.txt", "a" * 64)
+    with pytest.raises(DataError, match=r"404") as info:
+        resolve_data_file("x", cache_dir=tmp_path / "cache", manifest=manifest)
+    assert "\n" not in str(info.value)
+
+
+def test_fetch_lists_every_bad_file_not_only_the_first(mirror: Path, tmp_path: Path) -> None:
+    shipped = load_manifest()
+    copy = tmp_path / "mirror"
+    for entry in shipped.entries:
+        (copy / entry.filename).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(mirror / entry.filename, copy / entry.filename)
+    first, *_, last = shipped.entries
+    flipped_copy(mirror / first.filename, copy / first.filename)
+    (copy / last.filename).unlink()
+    with pytest.raises(DataError) as info:
+        fetch_all(mirror=copy, manifest=shipped)
+    message = str(info.value)
+    assert message.startswith(f"2 of {len(shipped.entries)} data files could not be fetched")
+    assert f"sha256 mismatch for data file {first.id!r}" in message
+    assert f"Data file {last.id!r} not found in mirror folder" in message
+    assert len(message.splitlines()) == 3
 
 
 def test_no_download_when_disallowed(tmp_path: Path) -> None:
-    manifest = file_entry_manifest(tmp_path, tmp_path / "absent.txt", "a" * 64)
+    manifest = url_entry_manifest(tmp_path, closed_port_url(), "a" * 64)
     with pytest.raises(DataError, match="downloads are off.*artifact fetch"):
         resolve_data_file("x", cache_dir=tmp_path / "cache", allow_download=False, manifest=manifest)
 
@@ -200,3 +263,43 @@ def test_no_download_when_disallowed(tmp_path: Path) -> None:
 def test_default_cache_location(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("R2_CACHE_DIR")
     assert data.cache_root() == Path.home() / ".cache" / "r2-artifact" / "data"
+
+
+# --- fuzzing: any manifest text gives a manifest or one DataError, never another exception -----------
+
+TOML_PIECES = st.sampled_from([
+    "[[file]]\n", "[file]\n", "[[other]]\n", 'id = "a"\n', 'id = "a"\n', "id = 3\n", 'url = "https://x/y"\n',
+    'revision = "r"\n', 'path_in_repo = "p"\n', f'sha256 = "{"ab" * 32}"\n', 'sha256 = "xyz"\n',
+    'license = "CC0"\n', 'filename = "corpora/a.txt"\n', 'filename = "/etc/passwd"\n', 'filename = "../x"\n',
+    'loader = "botchan"\n', 'repo = 5\n', "file = 1\n", "file = []\n", "file = [1, 2]\n", 'id = ""\n',
+    "= broken\n", '"\n', "\x00", "\u2028", "[[file]]\nfilename = [1]\n",
+])
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.one_of(st.lists(TOML_PIECES, max_size=24).map("".join), st.text(max_size=200)))
+def test_manifest_loader_never_raises_anything_but_a_data_error(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "manifest.toml"
+    path.write_text(text, encoding="utf-8", errors="surrogatepass")
+    try:
+        manifest = load_manifest(path)
+    except DataError as exc:
+        assert str(exc) and str(path) in str(exc)
+    else:
+        assert manifest.entries and all(len(entry.sha256) == 64 for entry in manifest.entries)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(content=st.binary(max_size=200))
+def test_manifest_loader_on_any_bytes(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "manifest.toml"
+    path.write_bytes(content)
+    try:
+        load_manifest(path)
+    except DataError as exc:
+        assert str(path) in str(exc)
+
+
+def test_manifest_that_is_a_folder_is_a_data_error(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="cannot be read"):
+        load_manifest(tmp_path)

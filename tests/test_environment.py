@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import json
 import os
@@ -187,7 +188,7 @@ def test_capture_environment_is_json_and_complete() -> None:
     record = env.capture_environment()
     json.dumps(record)
     for key in ("python", "os", "cpu", "accelerators", "runtime", "packages", "image_versions_txt",
-                "container", "numa_balancing", "git"):
+                "container", "numa_balancing", "git", "lock"):
         assert key in record
     assert record["packages"]["transformers"]
     assert "vllm" in record["packages"]
@@ -214,6 +215,32 @@ def test_vllm_version_recorded_whatever_its_distribution_is_called() -> None:
     distribution = env.providing_distribution("vllm")
     assert distribution in importlib.metadata.packages_distributions()["vllm"]
     assert record["package_distributions"].get("vllm", "vllm") == distribution
+
+
+def test_lock_state_records_the_lock_and_what_differs_from_it(tmp_path: Path) -> None:
+    root, prefix = tmp_path / "checkout", tmp_path / "venv"
+    (root / "requirements").mkdir(parents=True)
+    prefix.mkdir()
+    lock = root / "requirements" / "cpu.lock"
+    installed = importlib.metadata.version("jinja2")
+    lock.write_text(f"Jinja2=={installed} \\\n    --hash=sha256:{'0' * 64}\nnot_installed_pkg==1.0\n")
+    digest = hashlib.sha256(lock.read_bytes()).hexdigest()
+    record = {"lock": "requirements/cpu.lock", "sha256": digest, "installer": "uv", "torch_source": "local wheel x"}
+    (prefix / env.LOCK_RECORD).write_text(json.dumps(record))
+    state = env.lock_state(prefix, root)
+    assert state["lock"] == "requirements/cpu.lock" and state["sha256"] == digest and state["matches_checkout"] is True
+    assert state["differs_from_lock"] == ["not-installed-pkg missing (locked 1.0)"]
+    lock.write_text(lock.read_text() + "# edited\n")
+    assert env.lock_state(prefix, root)["matches_checkout"] is False
+    lock.unlink()
+    assert env.lock_state(prefix, root)["matches_checkout"] is None
+
+
+def test_lock_state_without_a_record_says_so(tmp_path: Path) -> None:
+    state = env.lock_state(tmp_path, tmp_path)
+    assert state["lock"] is None and "not installed from a lock" in state["note"]
+    (tmp_path / env.LOCK_RECORD).write_text("{broken")
+    assert env.lock_state(tmp_path, tmp_path) == {"lock": None, "note": f"{tmp_path / env.LOCK_RECORD} is not valid JSON"}
 
 
 def test_telemetry_snapshot_never_raises() -> None:

@@ -137,6 +137,18 @@ def test_report_shows_verdict_first_and_smoke_warning(smoke_run: Path) -> None:
     assert r"\section*{Verdict}" in tex and "tiny-baseline" in tex
 
 
+def test_report_names_the_lock_the_environment_was_installed_from(smoke_run: Path) -> None:
+    lock = json.loads((smoke_run / "environment.json").read_text())["lock"]
+    report = (smoke_run / "report.md").read_text()
+    tex = (smoke_run / "report.tex").read_text()
+    if lock["lock"] is None:  # an environment not built by `make setup` (e.g. a hand-made venv)
+        assert "**Installed from lock:** no (not installed from a lock" in report
+    else:
+        assert f"**Installed from lock:** `{lock['lock']}` sha256 `{lock['sha256']}`" in report
+        assert lock["sha256"] in tex
+        assert lock["matches_checkout"] is True and lock["differs_from_lock"] == []
+
+
 def test_report_command_rerenders_the_same_numbers(smoke_run: Path) -> None:
     before = json.loads((smoke_run / "results.json").read_text())
     report_before = (smoke_run / "report.md").read_text()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tarfile
@@ -164,6 +165,55 @@ def test_lite_and_metadata_only_fetch_megabytes_not_weights() -> None:
     assert real.returncode == 0 and "all files" not in real.stdout and "config and tokenizer files only" in real.stdout
     missing = run([PYTHON, str(SCRIPTS / "prefetch_models.py"), "--plain-toml", "--config", "no-such-config", "--dry-run"])
     assert missing.returncode == 2 and "no-such-config" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_unreachable_hub_is_one_line_naming_every_model() -> None:
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        endpoint = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    result = run([PYTHON, str(SCRIPTS / "prefetch_models.py"), "--config", "r2-swallow-7b"],
+                 env={"HF_ENDPOINT": endpoint, "HF_HUB_OFFLINE": "0"})
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert "the Hugging Face Hub cannot be reached" in result.stderr and endpoint in result.stderr
+    for repo in ("tokyotech-llm/Swallow-7b-hf", "tokyotech-llm/Swallow-7b-NVE-hf", "meta-llama/Llama-2-7b-hf"):
+        assert repo in result.stderr
+
+
+def test_make_fetch_gets_the_data_when_the_hub_is_down(mirror: Path) -> None:
+    """Offline: `make fetch` verifies the data from the mirror, then reports the models in one line; no traceback."""
+    # -o setup: this interpreter's environment is used as it is (the test must not build .venv).
+    result = run(["make", "--no-print-directory", "-o", "setup", "fetch", f"PY={PYTHON}",
+                  f"ARTIFACT={PYTHON} -m artifact.cli"], env={"HF_HUB_OFFLINE": "1", "R2_DATA_MIRROR": str(mirror)}, cwd=ROOT)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output
+    assert output.count("sha256 ok") == 5
+    assert "the Hugging Face Hub cannot be reached: HF_HUB_OFFLINE is set" in output
+
+
+# --- setup_venv.sh: the checks that run before anything is installed ------------------------------
+
+def test_setup_refuses_a_python_the_lock_was_not_made_for(tmp_path: Path) -> None:
+    lock = tmp_path / "cpu.lock"
+    lock.write_text((ROOT / "requirements" / "cpu.lock").read_text().replace("# python-version: 3.11", "# python-version: 3.99"))
+    result = run(["bash", str(SCRIPTS / "setup_venv.sh"), str(tmp_path / "venv"), str(lock)])
+    assert result.returncode == 1 and "was made for CPython 3.99" in result.stderr and "PYTHON=python3.99" in result.stderr
+    assert not (tmp_path / "venv").exists()
+
+
+def test_setup_without_a_cpu_torch_stops_instead_of_taking_the_cuda_build(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        index = f"http://127.0.0.1:{probe.getsockname()[1]}/whl/cpu"
+    empty = tmp_path / "no-wheels"
+    empty.mkdir()
+    result = run(["bash", str(SCRIPTS / "setup_venv.sh"), str(tmp_path / "venv"), str(ROOT / "requirements" / "cpu.lock")],
+                 env={"TORCH_INDEX": index, "PIP_FIND_LINKS": str(empty), "PYTHON": PYTHON})
+    assert result.returncode == 1
+    assert "is the CPU build" in result.stderr and "PyPI has only the CUDA build" in result.stderr
+    assert index in result.stderr and "TORCH_FIND_LINKS" in result.stderr
+    assert not (tmp_path / "venv").exists()
 
 
 def test_unknown_config_is_a_clear_error() -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -129,3 +131,18 @@ def test_unreachable_hub_repo_says_how_to_fix(monkeypatch: pytest.MonkeyPatch, t
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
     with pytest.raises(ArtifactError, match=r"make fetch.*local folder or tokenizer.model"):
         load_tokenizer("tokyotech-llm/Swallow-7b-hf", revision="main")
+
+
+def test_hub_advice_names_a_command_that_exists(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Offline, a Hub tokenizer that is not cached fails with advice whose command is installed and runs."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub-cache"))
+    from artifact.tokenization import _hub_snapshot
+
+    with pytest.raises(ArtifactError, match=r"`hf download org/not-cached --revision main`") as info:
+        _hub_snapshot("org/not-cached", None)
+    assert "huggingface-cli" not in str(info.value)
+    hf = Path(sys.executable).parent / "hf"
+    assert hf.is_file(), f"the advice names `hf`, which is not installed beside {sys.executable}"
+    result = subprocess.run([str(hf), "download", "--help"], capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0 and "--revision" in result.stdout

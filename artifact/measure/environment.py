@@ -8,8 +8,10 @@ are never imported: versions come from package metadata and torch's `version.py`
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import importlib.util
+import json
 import os
 import platform
 import re
@@ -58,6 +60,9 @@ SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|KEY|CREDENTIAL", re.IGNORECASE)
 # Device nodes a process holds open while it uses a GPU (NVIDIA, AMD KFD, DRM render nodes).
 GPU_DEVICE_NODE = re.compile(r"^/dev/(nvidia\d+|kfd|dri/renderD\d+)$")
 TELEMETRY_INTERVAL_S = 15.0
+# Written by scripts/setup_venv.sh into the environment it built from a lock (requirements/*.lock).
+LOCK_RECORD = "r2-lock.json"
+LOCK_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)")
 IMAGE_ENV_VARS = ("R2_IMAGE_REF", "R2_IMAGE_DIGEST", "R2_BASE_IMAGE", "R2_VARIANT", "R2_GIT_COMMIT", "R2_GIT_DIRTY")
 
 # A GPU counts as busy enough for its clock to be judged above this utilisation; below it, a low
@@ -179,6 +184,56 @@ def git_state(root: Path = PROJECT_ROOT) -> dict[str, Any]:
     return {"commit": None, "dirty": None, "source": commit.detail or commit.status}
 
 
+def locked_versions(lock_text: str) -> dict[str, str]:
+    """`name==version` pins of a lock file (requirements/*.lock), names normalised as pip does."""
+    pins: dict[str, str] = {}
+    for line in lock_text.splitlines():
+        match = LOCK_PIN.match(line)
+        if match:
+            pins[re.sub(r"[-_.]+", "-", match.group(1)).lower()] = match.group(2)
+    return pins
+
+
+def _installed_version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def lock_state(prefix: Path | None = None, root: Path = PROJECT_ROOT) -> dict[str, Any]:
+    """Which lock file this environment was installed from, and whether it still is what that lock says.
+
+    `sha256` is the digest recorded at install time; `matches_checkout` compares it with the lock file in
+    the checkout now (False: the lock changed since, run `make setup` again); `differs_from_lock` lists every
+    locked package whose installed version is not the locked one (something was installed by hand).
+    """
+    record_path = (prefix if prefix is not None else Path(sys.prefix)) / LOCK_RECORD
+    text = read_text(record_path)
+    if text is None:
+        return {"lock": None, "note": f"not installed from a lock ({record_path} absent)"}
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError:
+        return {"lock": None, "note": f"{record_path} is not valid JSON"}
+    if not isinstance(record, dict) or not isinstance(record.get("lock"), str):
+        return {"lock": None, "note": f"{record_path} does not name a lock file"}
+    state: dict[str, Any] = {key: record.get(key) for key in ("lock", "sha256", "installer", "torch_source", "installed_at")}
+    try:
+        lock_bytes = (root / record["lock"]).read_bytes()
+    except OSError:  # inside an image the checkout's lock files may not be there
+        state["matches_checkout"] = None
+        return state
+    lock_text = lock_bytes.decode("utf-8", errors="replace")
+    state["matches_checkout"] = hashlib.sha256(lock_bytes).hexdigest() == record.get("sha256")
+    state["differs_from_lock"] = sorted(
+        f"{name} {installed or 'missing'} (locked {locked})"
+        for name, locked in locked_versions(lock_text).items()
+        if (installed := _installed_version(name)) != locked
+    )
+    return state
+
+
 # --- the records ---------------------------------------------------------------------------------
 
 def accelerator_inventory() -> dict[str, Any]:
@@ -242,6 +297,7 @@ def capture_environment() -> dict[str, Any]:
                               else "vLLM's default for the platform"},
         "packages": package_versions(),
         "package_distributions": package_distributions(),
+        "lock": lock_state(),
         "image_versions_txt": versions_txt.strip() if versions_txt else None,
         "container": container_info(),
         "numa_balancing": parse_numa_balancing(read_text(NUMA_BALANCING)),

@@ -193,6 +193,7 @@ def build_context(results: dict[str, Any], figures: list[dict[str, Any]] | None 
         "summary": results["summary"],
         "tokenizer_standins": standins_in_results(results),
         "outlier_factor": OUTLIER_FACTOR,
+        "environment_lock": (results.get("environment") or {}).get("lock") or {"lock": None, "note": "not recorded"},
         "samples": results.get("samples") or {"shown": False, "reason": "not recorded in this run", "rows": []},
         "figures": figures or [],
     }
