@@ -38,11 +38,15 @@ def test_decode_rates_and_context() -> None:
 
     records = [record("m", "latency", "a", 0, 1.5, 0.5), record("m", "latency", "b", 0, 2.5, 0.5),
                record("m", "latency", "c", 0, 3.0, 0.5), record("m", "throughput", "x", 0, 2.0, 1.0),
-               record("m", "throughput", "y", 0, 3.0, 1.0), {"phase": "warmup", "model": "m"}]
+               record("m", "throughput", "y", 0, 3.0, 1.0), {"phase": "warmup", "model": "m"},
+               # fixed text runs at batch 1: each generation is its own unit, never summed over a round
+               record("m", "fixed_text", "f1", 0, 2.5, 0.5), record("m", "fixed_text", "f2", 0, 1.5, 0.5),
+               record("m", "fixed_text", "f3", 1, 3.0, 0.5)]
     rates = decode_rates(records)
+    assert rates[("m", "fixed_text")] == pytest.approx(10 / 2.0)
     assert rates[("m", "latency")] == pytest.approx(10 / 2.0)  # median of 10/1, 10/2, 10/2.5
     assert rates[("m", "throughput")] == pytest.approx(20 / 2.0)
-    assert average_context(records) == pytest.approx(5 + 5.5)
+    assert average_context(records) == pytest.approx(5 + 5.5)  # every record: 5 prompt + 11 / 2
 
 
 def test_copy_bandwidth_on_cpu() -> None:

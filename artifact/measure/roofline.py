@@ -144,14 +144,15 @@ def roofline_table(models_loaded: Mapping[str, Mapping[str, Any]],
 
 def decode_rates(records: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], float]:
     """Achieved decode tokens/s per (model, mode) from measured trial records: tokens after the first over the
-    time after the first token; median over units (a generation in latency mode, a batch in throughput mode)."""
+    time after the first token; median over units (a batch in throughput mode, else one generation)."""
     units: dict[tuple[str, str, Any], list[Mapping[str, Any]]] = defaultdict(list)
     for record in records:
         if record.get("phase") != "measure" or record.get("error") or record.get("ttft_s") is None:
             continue
         if record.get("variant", "default") != "default":  # ablations are reported on their own
             continue
-        unit = record["record_id"] if record["mode"] == "latency" else record["trial"]
+        # A batch (throughput mode) is one unit; every batch-1 call (latency, fixed text) is its own.
+        unit = record["trial"] if record["mode"] == "throughput" else record["record_id"]
         units[(record["model"], record["mode"], unit)].append(record)
     rates: dict[tuple[str, str], list[float]] = defaultdict(list)
     for (model, mode, _), batch in units.items():
