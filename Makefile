@@ -55,7 +55,7 @@ setup-vllm: $(VLLM_VENV)/.vllm-installed ## Create .venv-vllm from requirements/
 
 test-vllm: setup-vllm ## The vLLM engine tests, for real on the CPU; fails if any of them is skipped
 	@set -o pipefail; HF_HUB_OFFLINE=1 R2_TEST_DATA_MIRROR=$(DATA_MIRROR) R2_REQUIRE_VLLM=1 $(VLLM_RUN_ENV) \
-	  $(VLLM_VENV)/bin/python -m pytest -q -m vllm -rs -p no:cacheprovider | tee $(VLLM_VENV)/test-vllm.log; \
+	  $(VLLM_VENV)/bin/python -m pytest -q -m vllm -rs -p no:cacheprovider | tee $(VLLM_VENV)/test-vllm.log || exit 1; \
 	  if grep -qE '^SKIPPED|[0-9]+ skipped' $(VLLM_VENV)/test-vllm.log; then echo "test-vllm: tests were skipped; in CI none may be"; exit 1; fi; \
 	  rm -f $(VLLM_VENV)/test-vllm.log
 

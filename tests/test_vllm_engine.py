@@ -210,8 +210,8 @@ def test_cli_run_on_vllm_forces_lengths(tiny_pair, tmp_path) -> None:
     for row in rows:
         assert row["engine"] == "vllm" and row["error"] is None
         assert row["output_tokens"] == row["expected_output_tokens"] == NEW_TOKENS
-        # throughput: all 3 prompts in one batch; its warm-up runs the smoke config's first 2 (trials.warmup_prompts)
-        assert row["batch_size"] == (1 if row["mode"] == "latency" else 3 if row["phase"] == "measure" else 2)
+        # throughput: all 3 prompts in one batch; its warm-up runs the one warm-up prompt (trials.warmup_prompts=1)
+        assert row["batch_size"] == (1 if row["mode"] == "latency" or row["phase"] == "warmup" else 3)
         assert 0 < row["ttft_s"] <= row["e2e_s"]
     engine = json.loads((run_dir / "engine.json").read_text())
     assert {key: engine[key] for key in ("requested", "used", "fallback_reason")} == {
