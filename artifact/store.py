@@ -6,6 +6,7 @@ import fcntl
 import json
 import os
 import socket
+import time
 import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -125,8 +126,13 @@ class RunDirectory:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            handle.seek(0)
-            holder = _describe_holder(handle.read())
+            holder = _describe_holder("")
+            for _ in range(40):  # the holder writes its name just after taking the lock: give it a moment
+                handle.seek(0)
+                holder = _describe_holder(handle.read())
+                if not holder.startswith("a process that"):
+                    break
+                time.sleep(0.05)
             handle.close()
             raise ArtifactError(
                 f"{self.path}: in use by another artifact process ({holder}); wait for it to finish, or stop it, "
