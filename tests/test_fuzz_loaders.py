@@ -18,7 +18,7 @@ from artifact.errors import ArtifactError
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 runner = CliRunner()
-FUZZ = settings(max_examples=300, deadline=None, derandomize=True,
+FUZZ = settings(max_examples=300, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 text = st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=40)
