@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import os
@@ -14,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from artifact.errors import ArtifactError
 
@@ -24,8 +26,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 # Tables are wide; when the output is not a terminal (a log, CI), do not squeeze them into 80 columns.
-console = Console(width=None if sys.stdout.isatty() else 160)
-err_console = Console(stderr=True, soft_wrap=True)
+# markup=False: paths, model names and error messages are user text, printed as written (a "[/x]" in a path is
+# not a Rich tag); styles are given as style arguments.
+console = Console(width=None if sys.stdout.isatty() else 160, markup=False)
+err_console = Console(stderr=True, soft_wrap=True, markup=False)
 F = TypeVar("F", bound=Callable[..., Any])
 
 ConfigArgument = Annotated[str, typer.Argument(help="Experiment config: a TOML path or a shipped name (smoke, r2-swallow-7b, ...).")]
@@ -39,6 +43,25 @@ AllowConfoundedOption = Annotated[bool, typer.Option(
     "--allow-confounded", help="Judge confounded comparisons anyway; the report then states that the override was given.")]
 
 
+# OS errors a user's choice of paths or disk causes: one line and exit 2, like any other user mistake. Other OS
+# errors (a bug, a broken device) keep their traceback.
+USER_OS_ERRORS = {
+    errno.ENAMETOOLONG: "a file name is too long; use a shorter --output path or experiment.name",
+    errno.EACCES: "permission denied; choose a folder you can write to (--output) or fix its permissions",
+    errno.EPERM: "operation not permitted; choose a folder you can write to",
+    errno.EROFS: "the file system is read-only; choose a writable folder",
+    errno.ENOSPC: "no space left on the device; free some space or choose another --output",
+    errno.EDQUOT: "disk quota exceeded; free some space or choose another --output",
+    errno.ENOENT: "no such file or folder",
+    errno.ENOTDIR: "a part of the path is not a folder",
+    errno.EISDIR: "is a folder, not a file",
+}
+
+
+def print_error(message: str) -> None:
+    err_console.print(Text.assemble(("error: ", "bold red"), message), highlight=False)
+
+
 def user_errors(function: F) -> F:
     """A user mistake prints its message and exits 2; no traceback."""
 
@@ -47,7 +70,13 @@ def user_errors(function: F) -> F:
         try:
             return function(*args, **kwargs)
         except ArtifactError as error:
-            err_console.print(f"[bold red]error:[/] {error}", highlight=False)
+            print_error(str(error))
+            raise typer.Exit(2) from None
+        except OSError as error:
+            if error.errno not in USER_OS_ERRORS:
+                raise
+            where = f"{error.filename}: " if error.filename else ""
+            print_error(f"{where}{error.strerror or USER_OS_ERRORS[error.errno]} ({USER_OS_ERRORS[error.errno]})")
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
@@ -57,7 +86,7 @@ class RichProgress:
     """Progress of measured generations on the terminal."""
 
     def __init__(self) -> None:
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        self.bar = Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                             TimeRemainingColumn(), console=err_console, transient=False)
         self.task: Any = None
 
@@ -69,7 +98,7 @@ class RichProgress:
         self.bar.update(self.task, advance=count, description=label)
 
     def note(self, message: str) -> None:
-        err_console.print(f"[yellow]note:[/] {message}", highlight=False)
+        err_console.print(Text.assemble(("note: ", "yellow"), message), highlight=False)
 
     def stop(self) -> None:
         self.bar.stop()
@@ -133,7 +162,7 @@ def print_verdicts(results: dict[str, Any]) -> None:
                       "generations measured; missing: " + "; ".join(f"{row['model']} {row['mode']}: {row['count']}"
                                                                    for row in done["missing"]), highlight=False)
     if results["run"]["smoke"]:
-        console.print("[bold yellow]Smoke run: checks the pipeline on the tiny model pair; not evidence about Swallow.[/]")
+        console.print("Smoke run: checks the pipeline on the tiny model pair; not evidence about Swallow.", style="bold yellow")
 
 
 def _print_pilot(pilot: Path) -> None:
@@ -369,10 +398,9 @@ def validate(
 @user_errors
 def report(run_dir: Annotated[Path, typer.Argument(help="A run directory written by `artifact run`.")]) -> None:
     """Re-render results.json and the reports from a run directory's records, without running anything."""
-    from artifact.pipeline import finalize
-    from artifact.store import RunDirectory
+    from artifact.pipeline import rerender
 
-    results = finalize(RunDirectory.open(run_dir))
+    results = rerender(run_dir)
     print_verdicts(results)
     _print_report_files(run_dir)
 

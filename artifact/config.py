@@ -28,6 +28,10 @@ DTYPES = ("bfloat16", "float16", "float32", "auto")
 DEVICES = ("auto", "cpu", "cuda")
 TUNINGS = ("default", "coordinate-descent", "max-autotune")
 _SHA = re.compile(r"^[0-9a-f]{40}$")
+# experiment.name names the run directory: one path component, no separators, no "." or "..", and short enough
+# (in UTF-8 bytes) that the timestamp and suffix added to it stay under the file systems' 255-byte limit.
+_NAME = re.compile(r"^\w[\w.-]*$")
+MAX_NAME_BYTES = 100
 
 
 @dataclass(frozen=True)
@@ -219,9 +223,15 @@ def locate_config(name_or_path: str) -> Path:
 def load_config(name_or_path: str, overrides: dict[str, str] | None = None) -> ExperimentConfig:
     path = locate_config(name_or_path)
     data = read_toml(path)
-    for dotted, raw in (overrides or {}).items():
+    overrides = dict(overrides or {})
+    for dotted, raw in overrides.items():
         _apply_override(data, dotted, raw, path)
-    return parse_config(data, path)
+    if "generation.max_new_tokens" in overrides and "generation.min_new_tokens" not in overrides:
+        # The length is forced (min = max): a new max carries the min with it, whatever the file said.
+        generation = data.get("generation")
+        if isinstance(generation, dict):
+            generation.pop("min_new_tokens", None)
+    return parse_config(data, path, overrides)
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, str]:
@@ -241,11 +251,13 @@ def _apply_override(data: dict[str, Any], dotted: str, raw: str, source: Path) -
     except tomllib.TOMLDecodeError:
         value = raw  # a bare word is taken as a string
     parts = dotted.split(".")
+    if not all(parts):
+        raise ConfigError(f"--set {dotted}={raw}: expected SECTION.KEY=VALUE, e.g. --set trials.measured=1")
     target = data
     for part in parts[:-1]:
         node = target.setdefault(part, {})
         if not isinstance(node, dict):
-            raise ConfigError(f"--set {dotted}: '{part}' in {source} is not a table")
+            raise ConfigError(f"--set {dotted}={raw}: '{part}' in {source} is not a table")
         target = node
     target[parts[-1]] = value
 
@@ -256,13 +268,13 @@ def _resolve_path(raw: str, base: Path) -> Path:
     return path if path.is_absolute() else (base / path).resolve()
 
 
-def parse_config(data: dict[str, Any], source: Path) -> ExperimentConfig:
-    top = Table(data, source, "")
+def parse_config(data: dict[str, Any], source: Path, overrides: dict[str, str] | None = None) -> ExperimentConfig:
+    top = Table(data, source, "", overrides)
     experiment = top.sub("experiment")
     config = ExperimentConfig(
-        name=experiment.get("name", str, required=True),
-        claim=experiment.get("claim", str, "R-2"),
-        seed=experiment.get("seed", int, 1234),
+        name=_parse_name(experiment),
+        claim=_parse_claim(experiment),
+        seed=_parse_seed(experiment),
         smoke=experiment.get("smoke", bool, False),
         description=experiment.get("description", str, ""),
         models=_parse_models(top, source),
@@ -292,12 +304,40 @@ def parse_config(data: dict[str, Any], source: Path) -> ExperimentConfig:
     return config
 
 
+def _parse_name(table: Table) -> str:
+    name = table.get("name", str, required=True)
+    if not _NAME.match(name) or len(name.encode("utf-8")) > MAX_NAME_BYTES:
+        raise table.fail("name", f"{name!r} cannot name a run directory: expected 1 to {MAX_NAME_BYTES} bytes of "
+                                 "letters, digits, '_', '.' and '-', starting with a letter, digit or '_' (no '/', "
+                                 "no spaces, not '.' or '..')")
+    return name
+
+
+def _parse_seed(table: Table) -> int:
+    seed = table.get("seed", int, 1234)
+    if not 0 <= seed < 2**63:
+        raise table.fail("seed", f"expected an integer in [0, 2**63), got {seed}")  # numpy refuses negative seeds
+    return seed
+
+
+def _parse_claim(table: Table) -> str:
+    from artifact.claims import all_claims
+
+    claim = table.get("claim", str, "R-2")
+    known = list(all_claims())
+    if claim not in known:
+        raise table.fail("claim", f"unknown claim {claim!r}{did_you_mean(claim, known)}; registered claims: "
+                                  f"{', '.join(known)}")
+    return claim
+
+
 def _parse_models(top: Table, source: Path) -> tuple[ModelSpec, ...]:
     top._read.add("models")
     raw_models = top.data.get("models")
     if not isinstance(raw_models, list) or not raw_models:
         raise top.fail("models", "expected one or more [[models]] tables (one candidate, at least one baseline)")
-    models = tuple(_parse_model(Table(raw, source, f"models[{index}]"), source) for index, raw in enumerate(raw_models))
+    models = tuple(_parse_model(Table(raw, source, f"models[{index}]", top.overrides), source)
+                   for index, raw in enumerate(raw_models))
     names = [model.name for model in models]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
@@ -390,8 +430,8 @@ def _parse_trials(table: Table) -> TrialSettings:
     if not modes:
         raise table.fail("modes", f"expected at least one of {list(MODES)}")
     settings = TrialSettings(
-        warmup=table.positive_int("warmup", 1, allow_zero=True),
-        measured=table.positive_int("measured", 3),
+        warmup=table.positive_int("warmup", 1, allow_zero=True, maximum=1_000),
+        measured=table.positive_int("measured", 3, maximum=10_000),
         warmup_prompts=table.positive_int("warmup_prompts", 0, allow_zero=True),
         modes=tuple(dict.fromkeys(modes)),
     )
@@ -488,6 +528,8 @@ def _parse_cost(table: Table) -> CostSettings:
         raise table.fail("price_per_gpu_hour_usd", f"expected >= 0, got {settings.price_per_gpu_hour_usd}")
     if settings.expected_decode_tokens_per_second <= 0:
         raise table.fail("expected_decode_tokens_per_second", "expected > 0")
+    if settings.expected_load_seconds < 0:
+        raise table.fail("expected_load_seconds", f"expected >= 0, got {settings.expected_load_seconds}")
     table.check_no_unknown()
     return settings
 

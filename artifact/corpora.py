@@ -283,6 +283,24 @@ def read_plain_paragraphs(path: Path) -> list[Document]:
     return [Document(f"{path.stem}:{number}", line) for number, line in _numbered_lines(path)]
 
 
+# --- How each corpus is cut (stated in the tokens stage's results and the report) -----------------
+
+PREPARATION: dict[str, str] = {
+    "jsquad": "distinct contexts of JSQuAD v1.3 valid; each context's \"title [SEP] \" prefix is dropped "
+              "(titles dropped: the separator is a dataset marker, the passage names its subject)",
+    "jcommonsenseqa": "the questions only (answer choices dropped)",
+    "wagahai": "paragraphs of the Aozora Bunko text; header, footer, ruby readings, editorial notes, chapter "
+               "headings and the ideographic-space indent removed",
+    "botchan": "paragraphs of the Project Gutenberg text, re-joined from the 72-column wrap; header and licence "
+               "removed",
+    "prompts": "the benchmark prompts, one document each, as written",
+}
+
+
+def corpus_preparation(corpus_id: str) -> str:
+    return PREPARATION.get(corpus_id, "as read by its loader")
+
+
 # --- Registry --------------------------------------------------------------------------------
 
 Loader = Callable[[Path], list[Document]]
@@ -345,7 +363,9 @@ def _read_json(path: Path) -> object:
 
 
 def _numbered_lines(path: Path) -> list[tuple[int, str]]:
-    lines = _read_text(path).splitlines()
+    # JSON lines end at LF (CRLF tolerated) only: splitlines() would also cut at U+2028, U+0085 and other
+    # characters that JSON allows unescaped inside a string.
+    lines = [line.removesuffix("\r") for line in _read_text(path).split("\n")]
     return [(number, line) for number, line in enumerate(lines, start=1) if line.strip()]
 
 

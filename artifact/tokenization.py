@@ -43,6 +43,7 @@ _SPACE = "\u2581"
 # SentencePiece ModelProto.SentencePiece.Type and TrainerSpec.ModelType values.
 _NORMAL, _UNKNOWN, _CONTROL, _USER_DEFINED = 1, 2, 3, 4
 _BPE = 2
+_MODEL_TYPES = {1: "Unigram", 2: "BPE", 3: "word", 4: "char"}
 _BUILD_FORMAT = "r2-spm-v1"
 _BATCH = 512
 
@@ -103,7 +104,10 @@ def count_tokens(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]) -> li
 
 def _from_folder(folder: Path) -> PreTrainedTokenizerBase:
     spm_file = folder / SPM_FILENAME
-    if spm_file.is_file() and _is_bpe_model(spm_file):
+    if spm_file.is_file():
+        # A SentencePiece model decides the tokenization, with or without a tokenizer.json beside it: the
+        # faithful conversion for BPE, a refusal otherwise (transformers' conversion of a Unigram model, or a
+        # tokenizer.json made by it, drops the dummy prefix and differs from sentencepiece on most texts).
         return _from_sentencepiece_file(spm_file)
     from transformers import AutoTokenizer
 
@@ -134,9 +138,12 @@ def _from_sentencepiece_file(model_file: Path) -> PreTrainedTokenizerBase:
 
     proto = _read_model_proto(model_file)
     if proto.trainer_spec.model_type != _BPE:
+        kind = _MODEL_TYPES.get(proto.trainer_spec.model_type, str(proto.trainer_spec.model_type))
         raise ArtifactError(
-            f"{model_file} is a SentencePiece model of type {proto.trainer_spec.model_type}, not "
-            f"BPE; only BPE models (Llama 2, Swallow) are converted. Pass its Hub folder instead."
+            f"{model_file} is a SentencePiece {kind} model; only SentencePiece BPE models (Llama 2, Swallow) are "
+            f"counted, because only their conversion reproduces sentencepiece's token ids exactly (transformers' "
+            f"conversion of a {kind} model, and a tokenizer.json made by it, drops the dummy prefix and gives "
+            f"different counts). Compare tokenizers of the Llama family, or count this one with sentencepiece."
         )
     folder = _built_folder(model_file, proto)
     return AutoTokenizer.from_pretrained(str(folder))
@@ -154,10 +161,6 @@ def _read_model_proto(model_file: Path) -> sentencepiece_model_pb2.ModelProto:
     if not proto.pieces:
         raise DataError(f"{model_file} is not a SentencePiece model file (no pieces).")
     return proto
-
-
-def _is_bpe_model(model_file: Path) -> bool:
-    return _read_model_proto(model_file).trainer_spec.model_type == _BPE
 
 
 def _built_folder(model_file: Path, proto: sentencepiece_model_pb2.ModelProto) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,8 +30,14 @@ def read_toml(path: Path) -> dict[str, Any]:
 class Table:
     """One TOML table being read: typed getters, and a check that no unknown key was left over."""
 
-    def __init__(self, data: Any, source: Path, where: str) -> None:
+    def __init__(self, data: Any, source: Path, where: str, overrides: dict[str, str] | None = None) -> None:
+        # `overrides`: the dotted fields set with `--set` (and the raw values given), so an error names the
+        # command-line option rather than the file that did not contain the bad value.
+        self.overrides = overrides or {}
         if not isinstance(data, dict):
+            if where in self.overrides:
+                raise ConfigError(f"--set {where}={self.overrides[where]}: [{where}] is a table; set one of its fields "
+                                  f"(--set {where}.KEY=VALUE)")
             raise ConfigError(f"{source}: [{where}] must be a table, got {type(data).__name__}")
         self.data: dict[str, Any] = data
         self.source = source
@@ -41,7 +48,10 @@ class Table:
         return f"{self.where}.{key}" if self.where else key
 
     def fail(self, key: str, message: str) -> ConfigError:
-        return ConfigError(f"{self.source}: field '{self._label(key)}': {message}")
+        label = self._label(key)
+        if label in self.overrides:
+            return ConfigError(f"--set {label}={self.overrides[label]}: {message}")
+        return ConfigError(f"{self.source}: field '{label}': {message}")
 
     def get(self, key: str, kind: type[T], default: T | None = None, *, required: bool = False) -> T:
         self._read.add(key)
@@ -54,6 +64,8 @@ class Table:
             value = float(value)
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise self.fail(key, f"expected {_TYPE_NAMES.get(kind, kind.__name__)}, got {value!r}")
+        if kind is float and not math.isfinite(value):
+            raise self.fail(key, f"expected a finite number, got {value!r}")
         return value
 
     def choice(self, key: str, choices: Sequence[str], default: str | None = None, *, required: bool = False) -> str:
@@ -62,23 +74,28 @@ class Table:
             raise self.fail(key, f"expected one of {', '.join(map(repr, choices))}, got {value!r}{did_you_mean(value, choices)}")
         return value
 
-    def positive_int(self, key: str, default: int, *, allow_zero: bool = False) -> int:
+    def positive_int(self, key: str, default: int, *, allow_zero: bool = False, maximum: int = 2**31 - 1) -> int:
+        """A count: >= 0 (or > 0), and at most `maximum`, so a typo of a few digits cannot ask for a plan that
+        never finishes being built."""
         value = self.get(key, int, default)
-        if value < 0 or (value == 0 and not allow_zero):
-            raise self.fail(key, f"expected an integer {'>= 0' if allow_zero else '> 0'}, got {value}")
+        if value < 0 or (value == 0 and not allow_zero) or value > maximum:
+            lower = ">= 0" if allow_zero else "> 0"
+            raise self.fail(key, f"expected an integer {lower} and <= {maximum:,}, got {value}")
         return value
 
     def sub(self, key: str) -> Table:
         self._read.add(key)
-        return Table(self.data.get(key, {}), self.source, self._label(key))
+        return Table(self.data.get(key, {}), self.source, self._label(key), self.overrides)
 
     def check_no_unknown(self) -> None:
         unknown = sorted(set(self.data) - self._read)
         if unknown:
             known = sorted(self._read)
             hints = "; ".join(f"'{key}'{did_you_mean(key, known)}" for key in unknown)
+            given = [f"--set {self._label(key)}" for key in unknown if self._label(key) in self.overrides]
+            where = " and ".join(given) if given else str(self.source)
             raise ConfigError(
-                f"{self.source}: unknown field(s) in [{self.where or 'top level'}]: {hints}. "
+                f"{where}: unknown field(s) in [{self.where or 'top level'}]: {hints}. "
                 f"Known fields: {', '.join(known)}"
             )
 

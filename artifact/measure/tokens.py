@@ -12,7 +12,7 @@ from typing import Any
 
 from artifact.claims import Claim
 from artifact.config import ExperimentConfig
-from artifact.corpora import Document, load_corpus
+from artifact.corpora import Document, corpus_preparation, load_corpus
 from artifact.models import resolve_model
 from artifact.standin import provenance
 from artifact.stats import paired_ratio_of_means
@@ -101,6 +101,7 @@ def summarise(counts: list[CorpusCounts], *, candidate: str, baselines: list[str
             "utf8_bytes": utf8,
             "role": "reference" if corpus.corpus == reference_corpus
             else "control" if corpus.corpus in controls else "japanese",
+            "preparation": corpus_preparation(corpus.corpus),
             "models": models,
             "token_length_ratio": ratios,
         })

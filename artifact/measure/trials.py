@@ -134,7 +134,8 @@ class TrialRunner:
                  run: RunDirectory, clock: PhaseClock, *, variants: dict[str, EngineSettings],
                  variant_applies: Callable[[str], bool] = lambda variant: True, max_resident: int | None = None,
                  progress: ProgressCallback | None = None, completed: set[str] | None = None,
-                 snapshot: Callable[[str], None] | None = None, sequence_start: int = 0) -> None:
+                 snapshot: Callable[[str], None] | None = None, sequence_start: int = 0,
+                 load_start: int = 0) -> None:
         self.plan = plan
         self.handles = handles
         self.engine_factory = engine_factory
@@ -148,7 +149,7 @@ class TrialRunner:
         self.completed = completed or set()
         self.snapshot = snapshot or (lambda label: None)
         self.loaded: dict[tuple[str, str], Engine] = {}
-        self.loads = 0
+        self.loads = load_start  # a resumed run numbers its loads on, so warm-up ids stay unique
         self.recompiled = 0  # measured calls served again because they compiled a shape warm-up had not covered
         self.first_call_reruns = 0  # measured calls served again because their shape was new to the loaded engine
         self.shape_warmups = 0  # untimed calls that covered shapes the plan's warm-up blocks left out
@@ -250,6 +251,7 @@ class TrialRunner:
     def _write(self, engine: Engine, block: Block, timed: list[tuple[GenerationRequest, GenerationOutput, float]],
                batch_size: int) -> None:
         mismatches = []
+        records = []
         for request, output, call_wall_s in timed:
             self.sequence += 1
             # Warm-ups repeat after every load of a model: the load number keeps their ids unique.
@@ -257,10 +259,12 @@ class TrialRunner:
             record = build_record(block, request, output, engine.decode(output.output_token_ids), call_wall_s,
                                   batch_size, self.sequence, engine.name, record_id,
                                   synthetic_weights=self.handles[block.model].synthetic)
-            self.run.append_record(record)
+            records.append(record)
             if record["error"]:
                 mismatches.append(f"{request.request_id}: {record['error']}")
-            self.progress(block.key, 1)
+        # One append for the whole call: an interrupted run keeps a throughput batch whole or not at all.
+        self.run.append_records(records)
+        self.progress(block.key, len(records))
         fixed = [mismatch for mismatch in mismatches if FIXED_TEXT_MISMATCH in mismatch]
         if fixed:
             raise FixedTextMismatchError(
