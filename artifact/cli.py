@@ -146,21 +146,23 @@ def print_verdicts(results: dict[str, Any]) -> None:
             console.print(f"{comparison['baseline']}: {verdict['power']['advice']}", highlight=False)
     summary = results["summary"]
     if "combined_display" in summary:
-        console.print(f"[bold]Combined verdict: {summary['combined_display']}[/] (binding baseline: {summary['baseline']}, "
-                      f"ratio {fmt_number(summary['speedup_ratio'])})", highlight=False)
+        console.print(f"Combined verdict: {summary['combined_display']} (binding baseline: {summary['baseline']}, "
+                      f"ratio {fmt_number(summary['speedup_ratio'])})", style="bold", highlight=False)
         console.print(summary["combined_rule"], highlight=False)
     noise = results.get("noise_floor")
     if noise:
-        state = "n/a" if noise["noisy"] is None else ("[bold red]NOISY[/]" if noise["noisy"] else "quiet")
+        state = "n/a" if noise["noisy"] is None else ("NOISY" if noise["noisy"] else "quiet")
         console.print(f"noise floor (A/A, {noise['pair'][1]} vs {noise['pair'][0]}, {noise['mode']}): "
-                      f"{fmt_interval(noise['ratio'])}, tolerance {noise['tolerance']:.1%}: {state}", highlight=False)
+                      f"{fmt_interval(noise['ratio'])}, tolerance {noise['tolerance']:.1%}: {state}",
+                      style="bold red" if noise["noisy"] else None, highlight=False)
     elif "noise_floor" in results:
         console.print("noise floor: no A/A pair configured (analysis.noise_floor)", highlight=False)
     done = results.get("completeness")
     if done and done["status"] != "complete":
-        console.print(f"[bold yellow]completeness: {done['status']}[/] -- {done['measured']} of {done['planned']} planned "
+        console.print(f"completeness: {done['status']} -- {done['measured']} of {done['planned']} planned "
                       "generations measured; missing: " + "; ".join(f"{row['model']} {row['mode']}: {row['count']}"
-                                                                   for row in done["missing"]), highlight=False)
+                                                                   for row in done["missing"]), style="bold yellow",
+                      highlight=False)
     if results["run"]["smoke"]:
         console.print("Smoke run: checks the pipeline on the tiny model pair; not evidence about Swallow.", style="bold yellow")
 
@@ -203,7 +205,7 @@ def _print_design(the_plan: Any, modes: tuple[str, ...]) -> None:
         counts = the_plan.position_counts(mode)
         listed = "; ".join(f"{model} {'/'.join(map(str, row))}" for model, row in counts.items())
         state = "balanced" if the_plan.balanced(mode) else (
-            "[yellow]NOT balanced[/]: make the number of units (interleaved) or rounds (blocks) a multiple of the design's "
+            "NOT balanced: make the number of units (interleaved) or rounds (blocks) a multiple of the design's "
             "rows (2 models: 2; 3 models: 6)")
         console.print(f"positions in {mode} mode (times at position 0/1/...): {listed} -> {state}")
 
@@ -214,7 +216,7 @@ def _print_report_files(run_dir: Path) -> None:
     console.print(f"report: {run_dir / 'report.md'}")
     missing_pdf = pdf_status(run_dir)
     if missing_pdf:
-        err_console.print(f"[yellow]note:[/] {missing_pdf}", highlight=False)
+        err_console.print(f"note: {missing_pdf}", style="yellow", highlight=False)
     else:
         console.print(f"report (PDF): {run_dir / 'report.pdf'}")
 
