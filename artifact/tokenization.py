@@ -122,6 +122,14 @@ def _hub_snapshot(repo_id: str, revision: str | None) -> Path:
     from huggingface_hub import snapshot_download
 
     try:
+        # A pinned revision already in the local cache needs no network (and works offline in every
+        # huggingface_hub version); otherwise ask the Hub.
+        folder = snapshot_download(repo_id, revision=revision, allow_patterns=_HUB_FILES, local_files_only=True)
+    except Exception:  # noqa: BLE001 - not cached (or not completely): fall through to the download
+        folder = None
+    if folder is not None:
+        return Path(folder)
+    try:
         folder = snapshot_download(repo_id, revision=revision, allow_patterns=_HUB_FILES)
     except Exception as exc:  # huggingface_hub raises many unrelated types for "not reachable"
         raise ArtifactError(
