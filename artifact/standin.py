@@ -26,15 +26,13 @@ from __future__ import annotations
 import collections
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeGuard
 
 from artifact.errors import ConfigError, DataError
-from artifact.paths import cache_dir, dataset_dir
+from artifact.paths import build_once, cache_dir, dataset_dir
 
 if TYPE_CHECKING:
     from artifact.engines.base import ModelHandle
@@ -191,21 +189,14 @@ def ensure_standin(name: str, *, mirror: Path | None = None, root: Path | None =
 
     base = resolve_data_file(spec.base_tokenizer, mirror=mirror).read_bytes()
     texts = [text.decode("utf-8") for text in _shipped_texts(spec)]
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".building-", dir=target.parent))
-    try:
-        model, build = build_standin(spec, base, "\n".join(texts), staging)
+
+    def build(staging: Path) -> None:
+        model, record = build_standin(spec, base, "\n".join(texts), staging)
         (staging / "tokenizer.model").write_bytes(model)
-        build["tokenizer_model_sha256"] = hashlib.sha256(model).hexdigest()
-        (staging / "build.json").write_text(json.dumps(build, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        (staging / "COMPLETE").write_text("built by artifact.standin\n")
-        try:
-            os.replace(staging, target)
-        except OSError:
-            if not (target / "COMPLETE").is_file():  # another process won the race only if it finished
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        record["tokenizer_model_sha256"] = hashlib.sha256(model).hexdigest()
+        (staging / "build.json").write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+    build_once(target, build, built_by="artifact.standin")
     return target
 
 

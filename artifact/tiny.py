@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,7 +24,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from transformers import LlamaForCausalLM
 
-from artifact.paths import cache_dir, dataset_dir
+from artifact.paths import build_once, cache_dir, dataset_dir
 
 BUILDER_VERSION = "2"
 BUILTIN_MODELS = {"tiny-baseline": "baseline", "tiny-expanded": "expanded"}
@@ -75,20 +73,8 @@ def ensure_tiny_pair(root: Path | None = None) -> TinyPair:
     texts = [source.read_bytes() for source in sources]
     target = (root or cache_dir() / "models") / f"tiny-{_fingerprint(texts)}"
     pair = TinyPair(target / "baseline", target / "expanded")
-    if (target / "COMPLETE").is_file():
-        return pair
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".building-", dir=target.parent))
-    try:
-        _build(staging, en_text=texts[0].decode("utf-8"), ja_text=texts[1].decode("utf-8"))
-        (staging / "COMPLETE").write_text("built by artifact.tiny\n")
-        try:
-            os.replace(staging, target)
-        except OSError:
-            if not (target / "COMPLETE").is_file():  # another process won the race only if it finished
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    build_once(target, lambda staging: _build(staging, en_text=texts[0].decode("utf-8"), ja_text=texts[1].decode("utf-8")),
+               built_by="artifact.tiny")
     return pair
 
 
