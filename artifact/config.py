@@ -18,6 +18,7 @@ from typing import Any
 from artifact.errors import ConfigError
 from artifact.paths import dataset_dir
 from artifact.toml_fields import Table, did_you_mean, read_toml
+from artifact.tunings import TUNINGS
 
 CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
 ROLES = ("candidate", "baseline", "control")  # control: measured (e.g. an A/A twin), never judged
@@ -26,7 +27,6 @@ MODES = ("latency", "throughput", "fixed_text")
 WEIGHTS = ("real", "synthetic")
 DTYPES = ("bfloat16", "float16", "float32", "auto")
 DEVICES = ("auto", "cpu", "cuda")
-TUNINGS = ("default", "coordinate-descent", "max-autotune")
 _SHA = re.compile(r"^[0-9a-f]{40}$")
 # experiment.name names the run directory: one path component, no separators, no "." or "..", and short enough
 # (in UTF-8 bytes) that the timestamp and suffix added to it stay under the file systems' 255-byte limit.
@@ -447,7 +447,7 @@ def _parse_engine(table: Table) -> EngineSettings:
         dtype=table.choice("dtype", DTYPES, "bfloat16"),
         device=table.choice("device", DEVICES, "auto"),
         transformers=TransformersSettings(compile=hf_table.get("compile", bool, False),
-                                          tuning=hf_table.choice("tuning", TUNINGS, "default")),
+                                          tuning=hf_table.choice("tuning", tuple(TUNINGS), "default")),
         vllm=VLLMSettings(
             gpu_memory_utilization=vllm_table.get("gpu_memory_utilization", float, 0.9),
             enable_chunked_prefill=vllm_table.get("enable_chunked_prefill", bool, True),

@@ -28,8 +28,23 @@ sys.path.insert(0, str(REPO))
 
 from artifact.architectures import architecture_dict, build_config, synthetic_model  # noqa: E402
 from artifact.engines.compile_cache import configure_compile_cache  # noqa: E402
-from artifact.engines.static_decode import StaticDecoder  # noqa: E402
+from artifact.engines import static_decode  # noqa: E402
+from artifact.engines.static_decode import LENGTH_BUCKET, MIN_CACHE_LEN, StaticDecoder  # noqa: E402
 from artifact.measure.roofline import measure_copy_bandwidth, roofline_tokens_per_s  # noqa: E402
+
+
+current_bucket_length = static_decode.bucket_length
+
+
+def old_bucket_length(tokens: int, batch: int = 1) -> int:
+    """The cache length before throughput batches got a tight one: at least 512 slots at every batch size."""
+    return max(MIN_CACHE_LEN, -(-tokens // LENGTH_BUCKET) * LENGTH_BUCKET)
+
+
+def kv_bytes_per_token(config: Any) -> int:
+    """Bytes of keys and values one cached token holds across all layers (bf16)."""
+    head_dim = int(config.hidden_size) // int(config.num_attention_heads)
+    return 2 * int(config.num_hidden_layers) * int(config.num_key_value_heads) * head_dim * 2
 
 
 def environment() -> dict[str, Any]:
@@ -78,7 +93,7 @@ def time_fast(decoder: StaticDecoder, batch: int, prompt_tokens: int, new_tokens
     if fixed:
         decoder.prepare(batch, prompt_tokens + new_tokens, greedy=True, forced=True)
     else:
-        decoder.prepare(batch, prompt_tokens + new_tokens)
+        decoder.prepare(static_decode.bucket_batch(batch), prompt_tokens + new_tokens)  # the slot generate() will use
     prepare_s = time.perf_counter() - started
     first = run()  # one untimed run
     if fixed:
@@ -116,14 +131,17 @@ def time_eager(model: torch.nn.Module, batch: int, prompt_tokens: int, new_token
     return {"e2e_s": seconds, "tokens": int(out.shape[1] - prompt_tokens), "e2e_tokens_per_s": batch * new_tokens / seconds}
 
 
-def equality_check(device: torch.device) -> dict[str, Any]:
-    """Greedy tokens of the fast path vs eager generate(), float32, a small Llama-shaped synthetic model."""
+def equality_check(device: torch.device, tuning: str | None = None) -> dict[str, Any]:
+    """Greedy tokens of the fast path vs eager generate(), float32, a small Llama-shaped synthetic model.
+    `tuning`: check the inductor-compiled step with that tuning instead of the eager-kernel step."""
     from transformers import GenerationConfig
 
     data = {**architecture_dict("llama-2-7b"), "hidden_size": 512, "intermediate_size": 1376, "num_hidden_layers": 4,
             "num_attention_heads": 8, "num_key_value_heads": 8}
     model = synthetic_model(build_config(data), device, torch.float32, std=0.05)
-    decoder = StaticDecoder(model, eos_token_ids=[2])
+    if tuning is not None:
+        torch._dynamo.reset()
+    decoder = StaticDecoder(model, eos_token_ids=[2], inductor=tuning is not None, tuning=tuning or "default")
     generator = torch.Generator(device=device).manual_seed(1)
     lengths = [37, 12, 64, 5]
     width = max(lengths)
@@ -146,7 +164,70 @@ def equality_check(device: torch.device) -> dict[str, Any]:
             singles.append(float((eager == decoder.generate(one, one_mask, new)).float().mean()))
         result["batch1_equal_tokens"] = singles
     result["exact"] = result["batch_equal_tokens"] == 1.0 and all(value == 1.0 for value in singles)
+    result["step"] = f"inductor[{tuning}]" if tuning else "eager kernels"
     return result
+
+
+KERNEL_KINDS = (  # (kind, substrings of the kernel name), first match wins
+    ("attention", ("attention", "fmha", "flash", "sdpa", "softmax")),
+    ("matmul (weights)", ("gemv", "gemm", "triton_tem", "cutlass", "sm90_xmma", "nvjet", "mm_", "_mm")),
+    ("norm / reduction", ("triton_per", "triton_red", "reduce")),
+    ("pointwise (rotary, SiLU, residual)", ("triton_poi", "elementwise", "vectorized")),
+    ("argmax / copies", ("argmax", "index", "copy", "memcpy", "memset", "fill")),
+)
+
+
+def kernel_kind(name: str) -> str:
+    lowered = name.lower()
+    for kind, needles in KERNEL_KINDS:
+        if any(needle in lowered for needle in needles):
+            return kind
+    return "other"
+
+
+def profile_step(decoder: StaticDecoder, batch: int, total_tokens: int, steps: int, weights_bytes: int,
+                 kv_bytes_per_token: int) -> dict[str, Any]:
+    """Where one captured decode step's time goes: kernels by kind (from the profiler, over `steps` graph replays)
+    against the replay's own time from CUDA events; the rest is the gap between kernels."""
+    from torch.profiler import ProfilerActivity, profile
+
+    slot = decoder.prepare(batch, total_tokens)
+    steps = min(steps, slot.length - 8)  # each replay writes one cache slot: rewind before the cache is full
+    with torch.inference_mode():
+        decoder._reset(slot)
+        for _ in range(5):
+            slot.graph.replay()
+        decoder._reset(slot)
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(steps):
+            slot.graph.replay()
+        end.record()
+        torch.cuda.synchronize()
+        step_ms = start.elapsed_time(end) / steps
+        decoder._reset(slot)
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            for _ in range(steps):
+                slot.graph.replay()
+            torch.cuda.synchronize()
+    kinds: dict[str, float] = {}
+    kernels: dict[str, dict[str, float]] = {}
+    for event in prof.key_averages():
+        device_us = getattr(event, "device_time_total", None) or getattr(event, "cuda_time_total", 0.0)
+        if not device_us or event.key.startswith("cudaGraph") or "Memcpy" in event.key and device_us == 0:
+            continue
+        per_step_ms = device_us / 1000 / steps
+        kinds[kernel_kind(event.key)] = kinds.get(kernel_kind(event.key), 0.0) + per_step_ms
+        kernels[event.key[:90]] = {"ms_per_step": per_step_ms, "calls_per_step": event.count / steps}
+    busy = sum(kinds.values())
+    top = dict(sorted(kernels.items(), key=lambda item: -item[1]["ms_per_step"])[:12])
+    bandwidth = {}
+    if kinds.get("matmul (weights)"):
+        bandwidth["matmul_gb_per_s"] = weights_bytes / (kinds["matmul (weights)"] / 1000) / 1e9
+    if kinds.get("attention"):
+        bandwidth["attention_gb_per_s"] = kv_bytes_per_token * batch * slot.length / (kinds["attention"] / 1000) / 1e9
+    return {"batch": batch, "cache_len": slot.length, "step_ms": step_ms, "kernel_ms": busy,
+            "gap_ms": step_ms - busy, "kinds_ms": kinds, "top_kernels": top, **bandwidth}
 
 
 def full_run(config: Path, mirror: Path | None, out: Path) -> dict[str, Any]:
@@ -199,6 +280,12 @@ def main() -> None:
     parser.add_argument("--tunings", default="default",
                         help="inductor tunings to time for the --inductor models (default,coordinate-descent,max-autotune)")
     parser.add_argument("--fixed-text", action="store_true", help="also time fixed-text emission (batch 1) per variant")
+    parser.add_argument("--equality-tunings", default="",
+                        help="also check greedy equality of the inductor step with these tunings (fp32, small model)")
+    parser.add_argument("--profile", default="",
+                        help="tunings whose captured step to profile (batch 1 and the throughput batch) for --inductor models")
+    parser.add_argument("--cache-floor-before", action="store_true",
+                        help="also time the first tuning's throughput batch with the old 512-slot cache floor (before/after)")
     parser.add_argument("--full-run", type=Path, default=None, help="a config to run end to end with `artifact run`")
     parser.add_argument("--data-mirror", type=Path, default=None)
     parser.add_argument("--skip-models", action="store_true")
@@ -211,9 +298,14 @@ def main() -> None:
     report["bandwidth"] = measure_copy_bandwidth(device)
     bandwidth = report["bandwidth"]["gb_per_s"]
     print(f"copy bandwidth: {bandwidth:.0f} GB/s", flush=True)
-    report["equality"] = equality_check(device)
-    print("greedy equality vs eager generate (fp32):", report["equality"], flush=True)
-    rows = []
+    report["equality"] = [equality_check(device)]
+    for tuning in [t for t in args.equality_tunings.split(",") if t]:
+        report["equality"].append(equality_check(device, tuning))
+    for check in report["equality"]:
+        print("greedy equality vs eager generate (fp32):", check, flush=True)
+    rows: list[dict[str, Any]] = []
+    report["rows"] = rows
+    report["profiles"] = []
     context = args.prompt_tokens + args.new_tokens / 2
     for name in [] if args.skip_models else [m for m in args.models.split(",") if m]:
         began = time.perf_counter()
@@ -231,7 +323,11 @@ def main() -> None:
             if inductor:
                 torch._dynamo.reset()  # each tuning compiles its own kernels (the persistent cache keys on settings)
             decoder = StaticDecoder(model, eos_token_ids=[2], inductor=inductor, tuning=tuning)
-            for mode, batch, fixed in modes:
+            variant_modes = list(modes)
+            if args.cache_floor_before and inductor and tuning == args.tunings.split(",")[0]:
+                variant_modes.append(("throughput, cache floor 512 (before)", args.throughput_batch, False))
+            for mode, batch, fixed in variant_modes:
+                static_decode.bucket_length = old_bucket_length if "before" in mode else current_bucket_length
                 timing = time_fast(decoder, batch, args.prompt_tokens, args.new_tokens, info["vocab_size"], args.repeats,
                                    device, fixed=fixed)
                 limit = roofline_tokens_per_s(info, bandwidth, context, batch)
@@ -245,6 +341,28 @@ def main() -> None:
                 print(f"{name:16} {row['engine']:22} {mode:10} b={batch:<3} {achieved:9.1f} tok/s  roofline "
                       f"{limit['tokens_per_s']:9.1f}  {row['percent']:5.1f}%  (capture/compile {timing['prepare_s']:.1f} s)",
                       flush=True)
+                args.out.write_text(json.dumps(report, indent=2))  # a call cut off by its time limit keeps what ran
+            static_decode.bucket_length = current_bucket_length
+            if inductor and tuning in args.profile.split(","):
+                kv_per_token = kv_bytes_per_token(model.config)
+                for batch in (1, args.throughput_batch):
+                    rows_run = 1 if batch == 1 else 32
+                    matmul_bytes = info["weight_bytes"] - info["vocab_size"] * info["shape"]["hidden_size"] * 2  # not the embedding
+                    try:
+                        found = profile_step(decoder, rows_run, args.prompt_tokens + args.new_tokens, 50, matmul_bytes,
+                                             kv_per_token)
+                    except Exception as error:  # a profiler problem must not cost the timings above
+                        print(f"profile {name} {tuning} b={rows_run} failed: {error!r}", flush=True)
+                        continue
+                    found.update(model=name, tuning=tuning)
+                    report["profiles"].append(found)
+                    args.out.write_text(json.dumps(report, indent=2))
+                    print(f"profile {name} {tuning} b={rows_run} cache {found['cache_len']}: step {found['step_ms']:.3f} ms,"
+                          f" kernels {found['kernel_ms']:.3f} ms, gap {found['gap_ms']:.3f} ms; "
+                          + ", ".join(f"{kind} {ms:.3f}" for kind, ms in sorted(found["kinds_ms"].items(), key=lambda x: -x[1]))
+                          + (f"; matmul {found['matmul_gb_per_s']:.0f} GB/s" if "matmul_gb_per_s" in found else "")
+                          + (f"; attention {found['attention_gb_per_s']:.0f} GB/s" if "attention_gb_per_s" in found else ""),
+                          flush=True)
             decoder.release()
             del decoder
         if name in args.eager.split(","):
@@ -259,7 +377,6 @@ def main() -> None:
                       f"(end to end, {args.eager_tokens} new tokens)", flush=True)
         del model
         torch.cuda.empty_cache()
-    report["rows"] = rows
     args.out.write_text(json.dumps(report, indent=2))
     if args.full_run is not None:
         report["full_run"] = full_run(args.full_run, args.data_mirror, args.out)

@@ -68,3 +68,16 @@ def test_tuning_choices_map_to_inductor_options() -> None:
     assert inductor_options("default") == {}
     assert inductor_options("coordinate-descent") == {"coordinate_descent_tuning": True}
     assert inductor_options("max-autotune")["max_autotune"] is True
+    assert inductor_options("max-autotune-gemm") == {"max_autotune_gemm": True, "triton.cudagraphs": False}
+
+
+def test_every_tuning_is_a_valid_config_choice_and_nothing_else() -> None:
+    """Config validation and the engine read one list: each choice loads, an unknown one is refused by name."""
+    from artifact.config import load_config
+    from artifact.errors import ConfigError
+    from artifact.tunings import TUNINGS
+
+    for tuning in TUNINGS:
+        assert load_config("smoke", {"engine.transformers.tuning": tuning}).engine.transformers.tuning == tuning
+    with pytest.raises(ConfigError, match="max-autotune-gemm"):
+        load_config("smoke", {"engine.transformers.tuning": "fastest"})

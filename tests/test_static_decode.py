@@ -44,3 +44,14 @@ def test_static_path_seeded_sampling_is_reproducible(tiny_pair) -> None:
     request = GenerationRequest("r", "p", PROMPTS[0], NEW, seed=11, temperature=0.8)
     first, second = engine.generate([request])[0], engine.generate([request])[0]
     assert first.output_token_ids == second.output_token_ids and len(first.output_token_ids) == NEW
+
+
+def test_cache_length_is_tight_for_batches_and_shared_at_batch_one(tiny_pair) -> None:
+    """Every cache slot is read at every step for every row: a batch gets prompt + new tokens rounded up to 64,
+    batch 1 keeps its floor of 512 so every prompt of a run shares one compiled step."""
+    from artifact.engines.static_decode import MIN_CACHE_LEN, bucket_length
+
+    _, _, engine = _outputs("tiny-baseline", True)
+    lengths = {(event["batch"], event["cache_len"]) for event in engine.decoder.events}
+    assert lengths == {(1, MIN_CACHE_LEN), (len(PROMPTS), 64)}  # CPU: no batch padding; 3 rows x (width + 12) <= 64
+    assert bucket_length(600, 1) == 640 and bucket_length(321, 32) == 384 and bucket_length(320, 32) == 320

@@ -13,18 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from artifact.paths import cache_dir
+from artifact.tunings import TUNINGS
 
 CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
-
-# The inductor settings of each `engine.transformers.tuning` choice. Measured on an H200 (docs/performance.md):
-# coordinate descent turns cuBLAS GEMVs into tuned Triton reductions; max-autotune also benchmarks GEMM templates.
-TUNINGS: dict[str, dict[str, Any]] = {
-    "default": {},
-    "coordinate-descent": {"coordinate_descent_tuning": True},
-    "max-autotune": {"coordinate_descent_tuning": True, "max_autotune": True, "max_autotune_gemm": True,
-                     "triton.cudagraphs": False},
-}
-
 
 def inductor_options(tuning: str) -> dict[str, Any]:
     """The options dict passed to torch.compile for a tuning choice (config validation names the valid ones)."""

@@ -299,7 +299,7 @@ class TransformersEngine(Engine):
         else:
             new = first.max_new_tokens
         rows = bucket_batch(len(requests)) if decoder.cuda_graph else len(requests)
-        return ("static", rows, bucket_length(width + new), not sampling, forced)
+        return ("static", rows, bucket_length(width + new, rows), not sampling, forced)
 
     def decode(self, token_ids: Sequence[int]) -> str:
         # A synthetic model may use a larger vocabulary than the tokenizer it was given (Swallow shape, Llama 2
