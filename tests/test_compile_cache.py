@@ -81,3 +81,87 @@ def test_every_tuning_is_a_valid_config_choice_and_nothing_else() -> None:
         assert load_config("smoke", {"engine.transformers.tuning": tuning}).engine.transformers.tuning == tuning
     with pytest.raises(ConfigError, match="max-autotune-gemm"):
         load_config("smoke", {"engine.transformers.tuning": "fastest"})
+
+
+def test_project_cache_wins_over_torchs_own_default(tmp_path: Path, monkeypatch) -> None:
+    """torch writes its /tmp default into TORCHINDUCTOR_CACHE_DIR at its first cache lookup; that must not be
+    mistaken for the user's choice (the H100 run's kernels went to /tmp/torchinductor_root that way)."""
+    import artifact
+    from torch._inductor.runtime.cache_dir_utils import cache_dir as torch_cache_dir
+
+    monkeypatch.setattr(artifact, "USER_INDUCTOR_CACHE_DIR", None)
+    monkeypatch.delenv(CACHE_ENV, raising=False)
+    monkeypatch.setenv("R2_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    torch_default = torch_cache_dir()  # what torch does on its own before the engine loads
+    assert os.environ[CACHE_ENV] == torch_default
+    record = configure_compile_cache()
+    assert record["inductor_cache_source"] == "project cache"
+    assert os.environ[CACHE_ENV] == record["inductor_cache_dir"] == str(tmp_path / "cache" / "torchinductor")
+    assert torch_cache_dir() == record["inductor_cache_dir"]  # torch's next lookup follows
+    assert configure_compile_cache()["inductor_cache_source"] == "project cache"  # a second load says the same
+
+
+def test_users_own_cache_folder_is_kept(tmp_path: Path, monkeypatch) -> None:
+    import artifact
+
+    chosen = tmp_path / "mine"
+    monkeypatch.setattr(artifact, "USER_INDUCTOR_CACHE_DIR", str(chosen))
+    monkeypatch.setenv(CACHE_ENV, "/tmp/torchinductor_someone")
+    record = configure_compile_cache()
+    assert record == {"inductor_cache_dir": str(chosen), "inductor_cache_source": "environment",
+                      "inductor_cache_files_at_start": 0}
+    assert os.environ[CACHE_ENV] == str(chosen)
+
+
+_SECOND_PROCESS = """
+import json, sys
+import torch
+from torch._dynamo.utils import counters
+from artifact.config import EngineSettings, ModelSpec
+from artifact.engines.compile_cache import configure_compile_cache
+from artifact.engines.hf import TransformersEngine
+from artifact.engines.static_decode import StaticDecoder
+from artifact.models import resolve_model
+
+record = configure_compile_cache()
+engine = TransformersEngine(EngineSettings(dtype="float32", device="cpu"))
+engine.load(resolve_model(ModelSpec(name="tiny-baseline", role="candidate", builtin="tiny-baseline")))
+batch = engine.tokenizer(["吾輩は猫である。名前はまだ無い。"], return_tensors="pt")
+decoder = StaticDecoder(engine.model, eos_token_ids=engine._eos_ids(), inductor=True)
+tokens = decoder.generate(batch["input_ids"], batch["attention_mask"], 6)[0].tolist()
+print(json.dumps({"tokens": tokens, "hit": counters["inductor"]["fxgraph_cache_hit"],
+                  "miss": counters["inductor"]["fxgraph_cache_miss"], **record}))
+"""
+
+
+@pytest.mark.slow
+def test_a_second_run_reuses_the_first_runs_compiled_step(tiny_pair, tmp_path: Path) -> None:
+    """Compile once across runs: a second process (a second `artifact run`) finds the compiled decode step in the
+    project cache and compiles nothing, with the same tokens. Real inductor (C++ kernels on the CPU), two processes."""
+    import json
+    import subprocess
+    import sys
+
+    env = {key: value for key, value in os.environ.items() if key != CACHE_ENV}
+    env.update(R2_CACHE_DIR=os.environ["R2_CACHE_DIR"], HF_HUB_OFFLINE="1",
+               PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+    # Both runs share one inductor cache in a fresh folder, so the first one is cold whatever ran before.
+    env["R2_CACHE_DIR"] = str(tmp_path / "cache")
+    (tmp_path / "cache").mkdir()
+    tiny_source = Path(os.environ["R2_CACHE_DIR"])
+    for entry in tiny_source.iterdir():  # the built tiny pair, not rebuilt: link it into the fresh cache
+        if entry.name != "torchinductor":
+            (tmp_path / "cache" / entry.name).symlink_to(entry)
+
+    def run() -> dict:
+        done = subprocess.run([sys.executable, "-c", _SECOND_PROCESS], env=env, capture_output=True, text=True,
+                              timeout=600, check=False)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    first, second = run(), run()
+    assert first["inductor_cache_files_at_start"] == 0 and first["miss"] >= 1, first
+    assert second["inductor_cache_files_at_start"] > 0
+    assert second["miss"] == 0 and second["hit"] >= 1, second
+    assert second["tokens"] == first["tokens"] and len(first["tokens"]) == 6

@@ -443,3 +443,26 @@ def test_bundle_refuses_a_dirty_tree(tmp_path: Path) -> None:
     assert refused.returncode == 1 and "--allow-dirty" in refused.stderr
     allowed = run(["bash", str(repo / "scripts" / "bundle.sh"), "--output", str(tmp_path / "b.tar.gz"), "--allow-dirty"])
     assert allowed.returncode == 0 and (tmp_path / "b.tar.gz").is_file()
+
+
+def test_bench_profile_groups_kernels_seen_on_the_h100() -> None:
+    """The bench's step profile groups kernels by name; these names come from the H100 profile
+    (docs/performance.md). Inductor's fused kernels carry the ops they absorbed in their names, so its prefixes
+    decide first: the cache write named after SDPA is pointwise work, cuBLAS's split-K reduce belongs to the GEMV."""
+    spec = importlib.util.spec_from_file_location("bench_gpu", SCRIPTS / "bench_gpu.py")
+    bench = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(bench)
+    seen = {
+        "nvjet_sm90_tst_64x8_64x16_2x1_v_bz_splitK_TNT": "matmul (weights)",
+        "void cublasLt::splitKreduce_kernel<32, 16, int, float, __nv_bfloat16, float, __nv_bfloat16": "matmul (weights)",
+        "cudnn_generated_fort_native_sdpa_sm80_flash_fprop_wmma_f16_knob_35_16x128x128_1x4x1_cga1x1": "attention",
+        "triton_poi_fused__scaled_dot_product_cudnn_attention__to_copy__unsafe_view_add_arange_bmm_":
+            "pointwise (rotary, SiLU, residual, cache writes)",
+        "triton_red_fused__to_copy__unsafe_view_add_mean_mul_pow_rsqrt_12": "norm / reduction",
+        "triton_tem_fused_mm_3": "matmul (weights)",
+    }
+    assert {name: bench.kernel_kind(name) for name in seen} == seen
+    config = type("Config", (), {"hidden_size": 4096, "num_attention_heads": 32, "num_key_value_heads": 32,
+                                 "num_hidden_layers": 32})()
+    assert bench.kv_bytes_per_token(config) == 2 * 32 * 4096 * 2  # keys and values, 32 layers, bf16: 0.5 MiB

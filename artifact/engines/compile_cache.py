@@ -22,16 +22,26 @@ def inductor_options(tuning: str) -> dict[str, Any]:
     return dict(TUNINGS[tuning])
 
 
-def configure_compile_cache() -> dict[str, Any]:
-    """Persistent inductor caches in the project's cache folder (unless the user set TORCHINDUCTOR_CACHE_DIR).
+def _torch_default_cache_dir() -> str:
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
 
-    Must run before the first compile of the process. Returns what the run records about it."""
-    chosen = os.environ.get(CACHE_ENV)
-    source = "environment"
-    if not chosen:
-        chosen = str(cache_dir() / "torchinductor")
-        os.environ[CACHE_ENV] = chosen
-        source = "project cache"
+    return default_cache_dir()
+
+
+def configure_compile_cache() -> dict[str, Any]:
+    """Persistent inductor caches in the project's cache folder, unless the user chose a folder before the
+    artifact started (TORCHINDUCTOR_CACHE_DIR). Idempotent; torch reads the variable at every cache lookup, so
+    this holds even when torch has already written its own /tmp default into it. Returns what the run records."""
+    from artifact import USER_INDUCTOR_CACHE_DIR
+
+    user = USER_INDUCTOR_CACHE_DIR
+    if user and Path(user).resolve() == Path(_torch_default_cache_dir()).resolve():
+        user = None  # torch's own default, written by torch in a program that ran it before importing the artifact
+    if user:
+        chosen, source = user, "environment"
+    else:
+        chosen, source = str(cache_dir() / "torchinductor"), "project cache"
+    os.environ[CACHE_ENV] = chosen
     folder = Path(chosen)
     folder.mkdir(parents=True, exist_ok=True)
     entries = sum(1 for _ in folder.rglob("*") if _.is_file())
