@@ -61,6 +61,24 @@ def ran_on_accelerator(models_loaded: Mapping[str, Mapping[str, Any]], environme
     return int(accelerators.get("count") or 0) > 0
 
 
+def warmup_by_model(phases: Sequence[Mapping[str, Any]],
+                    models_loaded: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Untimed warm-up per model (every load of it), and how much of it compiled and captured the decode step
+    (the transformers fast path's events): a second model of an already compiled shape shows a short warm-up."""
+    seconds: dict[str, Decimal] = {}
+    for phase in phases:
+        if phase.get("phase") == "warmup" and phase.get("model"):
+            seconds[phase["model"]] = seconds.get(phase["model"], Decimal(0)) + _decimal(phase["seconds"])
+    rows = []
+    for model, total in seconds.items():
+        captures = ((models_loaded.get(model) or {}).get("settings") or {}).get("decode_captures") or []
+        compiled = sum((_decimal(event.get("seconds", 0)) for event in captures), Decimal(0)).quantize(SECONDS_QUANTUM)
+        rows.append({"model": model, "seconds": float(total.quantize(SECONDS_QUANTUM)),
+                     "seconds_text": str(total.quantize(SECONDS_QUANTUM)), "decode_steps": len(captures),
+                     "compile_capture_s": float(compiled), "compile_capture_text": str(compiled)})
+    return rows
+
+
 def cost_log(phases: Sequence[Mapping[str, Any]], config: ExperimentConfig, *, accelerator: bool) -> dict[str, Any]:
     """A rented accelerator bills wall-clock, so every phase counts, loading, warm-up and the time between
     phases included."""

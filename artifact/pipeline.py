@@ -16,7 +16,7 @@ from artifact.config import ExperimentConfig, config_from_resolved, engine_varia
 from artifact.fingerprints import NOT_FINGERPRINTED, differences, fingerprint, fingerprinted_config, input_fingerprints
 from artifact.confounds import architecture_facts, check_confounds
 from artifact.corpora import load_prompts
-from artifact.cost import OUTSIDE_PHASES, cost_log, ran_on_accelerator
+from artifact.cost import OUTSIDE_PHASES, cost_log, ran_on_accelerator, warmup_by_model
 from artifact.engines import EngineFactory
 from artifact.errors import ArtifactError
 from artifact.measure.overhead import harness_overhead
@@ -343,7 +343,8 @@ def finalize(run: RunDirectory, *, clock: PhaseClock | None = None) -> dict[str,
         "environment": environment,
         "telemetry": telemetry,
         "noise_warnings": noise_warnings(environment or {}, telemetry),
-        "cost": cost_log(run.phases(), config, accelerator=accelerator),
+        "cost": cost_log(run.phases(), config, accelerator=accelerator)
+                | {"warmup_by_model": warmup_by_model(run.phases(), models_loaded)},
         "roofline": roofline(run.read_optional(BANDWIDTH_FILE), records, models_loaded),
         "harness_overhead": harness_overhead(run.phases(), records),
         "samples": sample_outputs(records, {model.name: model.weights for model in config.models}, _prompt_texts(config)),

@@ -123,6 +123,15 @@ def test_results_json_has_verdict_metrics_and_cost(smoke_run: Path) -> None:
     assert results["cost"]["gpu_hours"] == 0 and results["cost"]["accelerator"] is False
     assert results["environment"]["python"]["version"]
 
+    # Warm-up per model, from the phase log: every model of the run, adding up to the warm-up phase.
+    by_model = {row["model"]: row for row in results["cost"]["warmup_by_model"]}
+    assert set(by_model) == {"tiny-expanded", "tiny-baseline", "tiny-baseline-twin"}
+    assert all(row["seconds"] > 0 and row["decode_steps"] == 0 for row in by_model.values())  # compile is off here
+    warmup_phase = next(phase["seconds"] for phase in results["cost"]["phases"] if phase["phase"] == "warmup")
+    assert sum(row["seconds"] for row in by_model.values()) == pytest.approx(warmup_phase, abs=0.005)
+    report = (smoke_run / "report.md").read_text()
+    assert "Warm-up per model (untimed" in report and f"tiny-baseline-twin {by_model['tiny-baseline-twin']['seconds_text']} s" in report
+
 
 def test_report_shows_verdict_first_and_smoke_warning(smoke_run: Path) -> None:
     report = (smoke_run / "report.md").read_text()

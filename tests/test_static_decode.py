@@ -55,3 +55,22 @@ def test_cache_length_is_tight_for_batches_and_shared_at_batch_one(tiny_pair) ->
     lengths = {(event["batch"], event["cache_len"]) for event in engine.decoder.events}
     assert lengths == {(1, MIN_CACHE_LEN), (len(PROMPTS), 64)}  # CPU: no batch padding; 3 rows x (width + 12) <= 64
     assert bucket_length(600, 1) == 640 and bucket_length(321, 32) == 384 and bucket_length(320, 32) == 320
+
+
+def test_described_decode_captures_fill_after_load(tiny_pair) -> None:
+    """The model record is taken at load, before the warm-up compiles and captures; its decode_captures is the
+    decoder's own list, so what models.json stores after the warm-up lists every captured step with its seconds
+    (the report's per-model warm-up line reads it)."""
+    from artifact.cost import warmup_by_model
+
+    engine = TransformersEngine(EngineSettings(dtype="float32", device="cpu", transformers=TransformersSettings(compile=True)))
+    info = engine.load(resolve_model(ModelSpec(name="t", role="candidate", builtin="tiny-baseline")))
+    assert info.settings["decode_captures"] == []
+    engine.generate([GenerationRequest("r", "p", PROMPTS[0], NEW, seed=5)])
+    engine.generate([GenerationRequest(f"r{i}", f"p{i}", prompt, NEW, seed=5) for i, prompt in enumerate(PROMPTS)])
+    captures = info.settings["decode_captures"]
+    assert [(event["batch"], event["cache_len"]) for event in captures] == [(1, 512), (len(PROMPTS), 64)]
+    rows = warmup_by_model([{"phase": "warmup", "seconds": 2.5, "model": "t"}, {"phase": "measure", "seconds": 9.0, "model": "t"}],
+                           {"t": {"settings": info.settings}})
+    assert rows[0]["decode_steps"] == 2 and rows[0]["seconds"] == 2.5
+    assert rows[0]["compile_capture_s"] == pytest.approx(sum(event["seconds"] for event in captures), abs=0.002)

@@ -355,7 +355,9 @@ class TransformersEngine(Engine):
                           + ("captured in a CUDA graph" if graph else "eager (no CUDA on this device)")
                           + (" after torch.compile (inductor, no cudagraphs)" if graph and _inductor_requested() else "")
                           + "; greedy unless temperature > 0 (seeded sampling); EOS masked so length = max_new_tokens",
-            "decode_captures": [] if decoder is None else list(decoder.events),
+            # The decoder's own list, not a copy: described at load, it fills during the warm-up that follows, and
+            # models.json is written after it (as `memory` is updated in place).
+            "decode_captures": [] if decoder is None else decoder.events,
             "inductor_tuning": self.settings.transformers.tuning if graph and _inductor_requested() else None,
             "compile_cache": self.compile_cache,
         }
