@@ -30,6 +30,7 @@ from artifact.architectures import architecture_dict, build_config, synthetic_mo
 from artifact.engines.compile_cache import configure_compile_cache  # noqa: E402
 from artifact.engines import static_decode  # noqa: E402
 from artifact.engines.static_decode import LENGTH_BUCKET, MIN_CACHE_LEN, StaticDecoder  # noqa: E402
+from artifact.engines.windowed_attention import WINDOW_BUCKET, window_for, windowed_attention  # noqa: E402
 from artifact.measure.roofline import measure_copy_bandwidth, roofline_tokens_per_s  # noqa: E402
 
 
@@ -187,31 +188,41 @@ def kernel_kind(name: str) -> str:
     return "other"
 
 
-def profile_step(decoder: StaticDecoder, batch: int, total_tokens: int, steps: int, weights_bytes: int,
+def profile_step(decoder: StaticDecoder, batch: int, prompt_tokens: int, new_tokens: int, weights_bytes: int,
                  kv_bytes_per_token: int) -> dict[str, Any]:
-    """Where one captured decode step's time goes: kernels by kind (from the profiler, over `steps` graph replays)
-    against the replay's own time from CUDA events; the rest is the gap between kernels."""
+    """Where a captured decode step's time goes, averaged over the decode of one generation (prompt_tokens, then
+    new_tokens - 1 steps, each with the attention window generation uses): kernels by kind from the profiler against
+    the steps' own time from CUDA events; the rest is the gap between kernels."""
     from torch.profiler import ProfilerActivity, profile
 
-    slot = decoder.prepare(batch, total_tokens)
-    steps = min(steps, slot.length - 8)  # each replay writes one cache slot: rewind before the cache is full
-    with torch.inference_mode():
-        decoder._reset(slot)
-        for _ in range(5):
-            slot.graph.replay()
-        decoder._reset(slot)
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        for _ in range(steps):
-            slot.graph.replay()
-        end.record()
+    slot = decoder.prepare(batch, prompt_tokens + new_tokens)
+    ids = torch.ones(batch, prompt_tokens, dtype=torch.long, device=decoder.device)
+    steps = new_tokens - 1
+
+    def prefill() -> None:
+        with torch.inference_mode(), windowed_attention(decoder.model):
+            decoder._prefill(slot, ids, torch.ones_like(ids))
+
+    def decode() -> None:
+        with torch.inference_mode():
+            for index in range(1, new_tokens):
+                decoder.advance(slot, prompt_tokens + index)
+
+    prefill()
+    decode()  # warm
+    prefill()
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    decode()
+    end.record()
+    torch.cuda.synchronize()
+    step_ms = start.elapsed_time(end) / steps
+    prefill()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        decode()
         torch.cuda.synchronize()
-        step_ms = start.elapsed_time(end) / steps
-        decoder._reset(slot)
-        with profile(activities=[ProfilerActivity.CUDA]) as prof:
-            for _ in range(steps):
-                slot.graph.replay()
-            torch.cuda.synchronize()
     kinds: dict[str, float] = {}
     kernels: dict[str, dict[str, float]] = {}
     for event in prof.key_averages():
@@ -223,13 +234,15 @@ def profile_step(decoder: StaticDecoder, batch: int, total_tokens: int, steps: i
         kernels[event.key[:90]] = {"ms_per_step": per_step_ms, "calls_per_step": event.count / steps}
     busy = sum(kinds.values())
     top = dict(sorted(kernels.items(), key=lambda item: -item[1]["ms_per_step"])[:12])
+    read_slots = sum(window_for(prompt_tokens + index, slot.length, decoder.window_bucket)
+                     for index in range(1, new_tokens)) / steps
     bandwidth = {}
     if kinds.get("matmul (weights)"):
         bandwidth["matmul_gb_per_s"] = weights_bytes / (kinds["matmul (weights)"] / 1000) / 1e9
     if kinds.get("attention"):
-        bandwidth["attention_gb_per_s"] = kv_bytes_per_token * batch * slot.length / (kinds["attention"] / 1000) / 1e9
-    return {"batch": batch, "cache_len": slot.length, "step_ms": step_ms, "kernel_ms": busy,
-            "gap_ms": step_ms - busy, "kinds_ms": kinds, "top_kernels": top, **bandwidth}
+        bandwidth["attention_gb_per_s"] = kv_bytes_per_token * batch * read_slots / (kinds["attention"] / 1000) / 1e9
+    return {"batch": batch, "cache_len": slot.length, "attention_slots_read": read_slots, "step_ms": step_ms,
+            "kernel_ms": busy, "gap_ms": step_ms - busy, "kinds_ms": kinds, "top_kernels": top, **bandwidth}
 
 
 def full_run(config: Path, mirror: Path | None, out: Path) -> dict[str, Any]:
@@ -290,6 +303,8 @@ def main() -> None:
                         help="which of latency, fixed_text (with --fixed-text), throughput to time")
     parser.add_argument("--cache-floor-before", action="store_true",
                         help="also time the first tuning's throughput batch with the old 512-slot cache floor (before/after)")
+    parser.add_argument("--window-before", action="store_true",
+                        help="also time the first tuning with attention over the whole static cache (before the windows)")
     parser.add_argument("--full-run", type=Path, default=None, help="a config to run end to end with `artifact run`")
     parser.add_argument("--data-mirror", type=Path, default=None)
     parser.add_argument("--skip-models", action="store_true")
@@ -317,19 +332,21 @@ def main() -> None:
         torch.cuda.synchronize()
         build_s = time.perf_counter() - began
         info = model_info(model)
-        variants = [("graph", False, "default")] + ([(f"graph+inductor[{tuning}]", True, tuning)
-                                                       for tuning in args.tunings.split(",") if tuning]
-                                                      if name in args.inductor.split(",") else [])
+        tunings = [tuning for tuning in args.tunings.split(",") if tuning] if name in args.inductor.split(",") else []
+        variants = [("graph", False, "default", WINDOW_BUCKET)] + [(f"graph+inductor[{tuning}]", True, tuning, WINDOW_BUCKET)
+                                                                   for tuning in tunings]
+        if args.window_before and tunings:  # the first tuning again, attention over the whole cache (before)
+            variants.insert(2, (f"graph+inductor[{tunings[0]}] whole-cache attention", True, tunings[0], 0))
         modes = [("latency", 1, False), ("throughput", args.throughput_batch, False)]
         if args.fixed_text:
             modes.insert(1, ("fixed_text", 1, True))
         modes = [mode for mode in modes if mode[0] in args.modes.split(",")]
-        for label, inductor, tuning in variants:
+        for label, inductor, tuning, window_bucket in variants:
             if inductor:
                 torch._dynamo.reset()  # each tuning compiles its own kernels (the persistent cache keys on settings)
-            decoder = StaticDecoder(model, eos_token_ids=[2], inductor=inductor, tuning=tuning)
+            decoder = StaticDecoder(model, eos_token_ids=[2], inductor=inductor, tuning=tuning, window_bucket=window_bucket)
             variant_modes = list(modes)
-            if args.cache_floor_before and inductor and tuning == args.tunings.split(",")[0]:
+            if args.cache_floor_before and inductor and tuning == args.tunings.split(",")[0] and window_bucket:
                 variant_modes.append(("throughput, cache floor 512 (before)", args.throughput_batch, False))
             for mode, batch, fixed in variant_modes:
                 static_decode.bucket_length = old_bucket_length if "before" in mode else current_bucket_length
@@ -348,13 +365,13 @@ def main() -> None:
                       flush=True)
                 args.out.write_text(json.dumps(report, indent=2))  # a call cut off by its time limit keeps what ran
             static_decode.bucket_length = current_bucket_length
-            if inductor and tuning in args.profile.split(","):
+            if inductor and tuning in args.profile.split(",") and window_bucket:
                 kv_per_token = kv_bytes_per_token(model.config)
                 for batch in (1, args.throughput_batch):
                     rows_run = 1 if batch == 1 else 32
                     matmul_bytes = info["weight_bytes"] - info["vocab_size"] * info["shape"]["hidden_size"] * 2  # not the embedding
                     try:
-                        found = profile_step(decoder, rows_run, args.prompt_tokens + args.new_tokens, 50, matmul_bytes,
+                        found = profile_step(decoder, rows_run, args.prompt_tokens, args.new_tokens, matmul_bytes,
                                              kv_per_token)
                     except Exception as error:  # a profiler problem must not cost the timings above
                         print(f"profile {name} {tuning} b={rows_run} failed: {error!r}", flush=True)
@@ -362,7 +379,8 @@ def main() -> None:
                     found.update(model=name, tuning=tuning)
                     report["profiles"].append(found)
                     args.out.write_text(json.dumps(report, indent=2))
-                    print(f"profile {name} {tuning} b={rows_run} cache {found['cache_len']}: step {found['step_ms']:.3f} ms,"
+                    print(f"profile {name} {tuning} b={rows_run} cache {found['cache_len']} (attention reads "
+                          f"{found['attention_slots_read']:.0f} slots): step {found['step_ms']:.3f} ms,"
                           f" kernels {found['kernel_ms']:.3f} ms, gap {found['gap_ms']:.3f} ms; "
                           + ", ".join(f"{kind} {ms:.3f}" for kind, ms in sorted(found["kinds_ms"].items(), key=lambda x: -x[1]))
                           + (f"; matmul {found['matmul_gb_per_s']:.0f} GB/s" if "matmul_gb_per_s" in found else "")

@@ -24,6 +24,10 @@ of a generated one plus a two-element gather; the step still has no host synchro
 its own graph. The prefill's argmax is replaced by the first reference token the same way, so n reference
 tokens take one prefill and n - 1 decode steps, exactly as n generated tokens do. Optional `inductor=True` compiles the step with torch.compile (no cudagraphs) before capture:
 fused norms/rotary kernels, at tens of seconds of compile per shape.
+Attention windows (`windowed_attention.py`): a step's attention reads only the cache slots written so far, rounded
+up to 64, not the whole cache. The host knows which slot each step writes (prompt width + step index; every row of
+a left-padded batch writes the same slot), so it picks the window without asking the device; each window has its
+own captured graph of the same compiled step (one compile, a few milliseconds of capture per window).
 
 On a CPU (tests, CI) the same step function runs without capture: identical code path, eager kernels.
 Left padding: each row has its own positions (count of its real tokens) and its padded key slots stay masked;
@@ -39,17 +43,19 @@ from typing import Any
 
 import torch
 
+from artifact.engines.windowed_attention import WINDOW_BUCKET, attention_window, window_for, windowed_attention, windows
+
 LENGTH_BUCKET = 64
 MIN_CACHE_LEN = 512  # batch 1: one cache length for every prompt of a run, so one compile per model shape
 BATCH_BUCKET = 32  # batches of 2..32 rows run as 32 (padding rows discarded), as vLLM pads to captured sizes
 
 
 def bucket_length(tokens: int, batch: int = 1) -> int:
-    """Cache length of a slot. Every slot of the static cache is read at every step (masked or not), for every row.
-    At batch 1 the floor of 512 lets every prompt of a run share one compile (attention over all 512 slots is 5.8% of
-    a 7B step on an H100). A batch runs one width per run, so it gets a tight length: 32 rows x 512 slots of a 7B
-    model are 8.6 GB of keys and values per step beside 13.5 GB of weights; on an H100 the tight length took
-    throughput mode from 61.7% to 68.8% of the roofline (docs/performance.md)."""
+    """Cache length of a slot (its compiled shape). At batch 1 the floor of 512 lets every prompt of a run share one
+    compile; a step's attention reads only the window of slots written so far (windowed_attention.py), so the floor
+    costs memory, not time. A batch runs one width per run, so it gets a tight length: before the windows every slot
+    was read at every step, and on an H100 the tight length took throughput mode from 61.7% to 68.8% of the roofline
+    (docs/performance.md); it still saves memory (32 rows x 512 slots of a 7B model are 8.6 GB)."""
     tight = -(-tokens // LENGTH_BUCKET) * LENGTH_BUCKET
     return max(MIN_CACHE_LEN, tight) if batch == 1 else tight
 
@@ -73,7 +79,7 @@ class _Slot:
     reference: torch.Tensor | None = None  # (B, L) reference token ids of a fixed-text slot
     cursor: torch.Tensor | None = None  # (1,) index into `reference` of the next step's input
     choice: torch.Tensor | None = None  # (B, 1) the argmax a forced step computes (the work of generation)
-    graph: Any = None
+    graphs: dict[int, Any] = field(default_factory=dict)  # attention window -> the step captured with it
     capture_s: float = 0.0
     steps: Callable[[], None] | None = field(default=None, repr=False)
 
@@ -82,13 +88,14 @@ class StaticDecoder:
     """Forced-length decoding with a static cache and a captured decode step. One instance per loaded model."""
 
     def __init__(self, model: torch.nn.Module, *, eos_token_ids: list[int], cuda_graph: bool | None = None,
-                 inductor: bool = False, tuning: str = "default") -> None:
+                 inductor: bool = False, tuning: str = "default", window_bucket: int = WINDOW_BUCKET) -> None:
         self.model = model
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
         self.cuda_graph = self.device.type == "cuda" if cuda_graph is None else cuda_graph
         self.inductor = inductor
         self.tuning = tuning
+        self.window_bucket = window_bucket  # 0: every step reads the whole cache (the path before issue 14's windows)
         self.eos = torch.tensor(sorted(set(eos_token_ids)), dtype=torch.long, device=self.device)
         self.slots: dict[tuple[int, int, bool, bool], _Slot] = {}
         self.pool = torch.cuda.graph_pool_handle() if self.cuda_graph else None
@@ -161,7 +168,7 @@ class StaticDecoder:
             return slot
         started = time.perf_counter()
         slot = self._new_slot(batch, key[1], key[2], forced)
-        with torch.inference_mode():
+        with torch.inference_mode(), windowed_attention(self.model):
             # A one-token prefill initialises the cache tensors (transformers allocates them on first update).
             self._prefill(slot, torch.ones(batch, 1, dtype=torch.long, device=self.device),
                           torch.ones(batch, 1, dtype=torch.long, device=self.device))
@@ -171,11 +178,16 @@ class StaticDecoder:
                 with torch.cuda.stream(stream):
                     for _ in range(3 if self.inductor else 2):  # compile (if any), cuBLAS handles, allocator warm-up
                         self._step(slot)
+                    for length in windows(slot.length, self.window_bucket):  # attention kernels' set-up per shape
+                        self._reset(slot)
+                        with attention_window(length):
+                            self._step(slot)
                 torch.cuda.current_stream(self.device).wait_stream(stream)
-                graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(graph, pool=self.pool):
-                    self._step(slot)
-                slot.graph = graph
+                for length in windows(slot.length, self.window_bucket):
+                    graph = torch.cuda.CUDAGraph()
+                    with attention_window(length), torch.cuda.graph(graph, pool=self.pool):
+                        self._step(slot)
+                    slot.graphs[length] = graph
             elif self.inductor:
                 self._step(slot)
             self._reset(slot)
@@ -183,13 +195,24 @@ class StaticDecoder:
             torch.cuda.synchronize(self.device)
         slot.capture_s = time.perf_counter() - started
         self.events.append({"batch": batch, "cache_len": key[1], "greedy": key[2], "forced": forced,
-                            "seconds": round(slot.capture_s, 3), "cuda_graph": self.cuda_graph, "inductor": self.inductor,
+                            "seconds": round(slot.capture_s, 3), "attention_windows": len(windows(slot.length, self.window_bucket)), "cuda_graph": self.cuda_graph, "inductor": self.inductor,
                             "tuning": self.tuning if self.inductor else None})
         self.slots[key] = slot
         return slot
 
     def release(self) -> None:
         self.slots.clear()
+
+    def advance(self, slot: _Slot, slots_in_use: int) -> None:
+        """One decode step whose token goes to cache slot `slots_in_use - 1`: the captured graph of the shortest
+        window that covers it, or the same step run directly where nothing is captured (CPU)."""
+        length = window_for(slots_in_use, slot.length, self.window_bucket)
+        graph = slot.graphs.get(length)
+        if graph is not None:
+            graph.replay()
+        else:
+            with attention_window(length):
+                self._step(slot)
 
     # -- generation -----------------------------------------------------------------------------------------
     def _prefill(self, slot: _Slot, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -202,7 +225,8 @@ class StaticDecoder:
         causal = slot.key_index[None, :] <= query_index[:, None]  # (P, L)
         allowed = causal[None] & (slot.key_base[:, None, :] | ~real[:, :, None])  # padded queries: own prefix
         positions = (attention_mask.long().cumsum(dim=1) - 1).clamp(min=0)
-        logits = self._eager_forward(input_ids, positions, allowed[:, None], slot.cache)
+        with attention_window(window_for(width, slot.length, self.window_bucket)):
+            logits = self._eager_forward(input_ids, positions, allowed[:, None], slot.cache)
         slot.positions.copy_(attention_mask.long().sum(dim=1, keepdim=True))
         return logits.index_fill(-1, self.eos, float("-inf"))
 
@@ -224,17 +248,14 @@ class StaticDecoder:
             generator = torch.Generator(device=self.device)
             generator.manual_seed(seed)
         out = torch.empty(batch, max_new_tokens, dtype=torch.long, device=self.device)
-        with torch.inference_mode():
+        with torch.inference_mode(), windowed_attention(self.model):
             logits = self._prefill(slot, input_ids, attention_mask)
             slot.ids.copy_(self._choose(logits, temperature, generator))
             out[:, :1].copy_(slot.ids)
             if on_first_token is not None:
                 on_first_token()
             for index in range(1, max_new_tokens):
-                if slot.graph is not None:
-                    slot.graph.replay()
-                else:
-                    self._step(slot)
+                self.advance(slot, width + index)
                 if not greedy:
                     slot.ids.copy_(self._choose(slot.logits, temperature, generator))
                 out[:, index : index + 1].copy_(slot.ids)
@@ -262,7 +283,7 @@ class StaticDecoder:
             raise ValueError("fixed text needs at least one reference token")
         slot = self.prepare(1, width + count, greedy=True, forced=True)
         out = torch.empty(1, count, dtype=torch.long, device=self.device)
-        with torch.inference_mode():
+        with torch.inference_mode(), windowed_attention(self.model):
             slot.reference[0, :count].copy_(reference)
             logits = self._prefill(slot, input_ids, attention_mask)
             slot.choice.copy_(logits.argmax(dim=-1, keepdim=True))  # generation's work at the first token
@@ -272,9 +293,6 @@ class StaticDecoder:
             if on_first_token is not None:
                 on_first_token()
             for index in range(1, count):
-                if slot.graph is not None:
-                    slot.graph.replay()
-                else:
-                    self._step(slot)
+                self.advance(slot, width + index)
                 out[:, index : index + 1].copy_(slot.ids)
         return out
