@@ -77,6 +77,9 @@ class TrialSettings:
 class TransformersSettings:
     compile: bool = False
     tuning: str = "default"  # inductor settings of the compiled decode step (artifact/engines/compile_cache.py)
+    # Static decode attention reads the written cache slots rounded up to this many (windowed_attention.py);
+    # 0 reads the whole static cache at every step.
+    attention_window: int = 64
 
 
 @dataclass(frozen=True)
@@ -447,7 +450,9 @@ def _parse_engine(table: Table) -> EngineSettings:
         dtype=table.choice("dtype", DTYPES, "bfloat16"),
         device=table.choice("device", DEVICES, "auto"),
         transformers=TransformersSettings(compile=hf_table.get("compile", bool, False),
-                                          tuning=hf_table.choice("tuning", tuple(TUNINGS), "default")),
+                                          tuning=hf_table.choice("tuning", tuple(TUNINGS), "default"),
+                                          attention_window=hf_table.positive_int("attention_window", 64, allow_zero=True,
+                                                                                 maximum=1 << 20)),
         vllm=VLLMSettings(
             gpu_memory_utilization=vllm_table.get("gpu_memory_utilization", float, 0.9),
             enable_chunked_prefill=vllm_table.get("enable_chunked_prefill", bool, True),

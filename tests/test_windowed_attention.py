@@ -4,6 +4,8 @@ NaN, they change nothing; without windows they would)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -106,3 +108,22 @@ def test_compiled_step_reads_the_window_at_run_time_and_compiles_once(tiny_pair,
     assert compiled >= 1
     assert tuple(decoder.generate(batch["input_ids"], batch["attention_mask"], new)[0].tolist()) == expected
     assert counters["inductor"]["fxgraph_cache_miss"] + counters["inductor"]["fxgraph_cache_hit"] == compiled
+
+
+def test_attention_window_is_a_config_setting_recorded_by_the_engine(tmp_path: Path) -> None:
+    from artifact.config import load_config
+    from artifact.errors import ConfigError
+
+    source = (Path(__file__).parents[1] / "artifact" / "configs" / "smoke.toml").read_text()
+    assert "[engine.transformers]" not in source
+    config = tmp_path / "c.toml"
+    config.write_text(source)
+    assert load_config(config).engine.transformers.attention_window == 64
+    config.write_text(source + "\n[engine.transformers]\nattention_window = 0\n")
+    assert load_config(config).engine.transformers.attention_window == 0
+    config.write_text(source + "\n[engine.transformers]\nattention_window = -8\n")
+    with pytest.raises(ConfigError, match="attention_window"):
+        load_config(config)
+    engine = TransformersEngine(EngineSettings(dtype="float32", device="cpu",
+                                               transformers=TransformersSettings(compile=True, attention_window=0)))
+    assert engine.describe()["static_decode_attention"] == "reads every slot of the static cache"

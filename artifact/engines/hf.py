@@ -138,7 +138,8 @@ class TransformersEngine(Engine):
 
                 self.compile_cache = configure_compile_cache()
             self.decoder = StaticDecoder(self.model, eos_token_ids=self._eos_ids(), inductor=inductor,
-                                         tuning=self.settings.transformers.tuning)
+                                         tuning=self.settings.transformers.tuning,
+                                         window_bucket=self._attention_window())
         info = describe_model(self.model, model.name, where, self.device)
         notes = list(info.notes)
         if model.synthetic:
@@ -244,7 +245,8 @@ class TransformersEngine(Engine):
         if self._eager_decoder is None:
             from artifact.engines.static_decode import StaticDecoder
 
-            self._eager_decoder = StaticDecoder(self.model, eos_token_ids=self._eos_ids(), cuda_graph=False)
+            self._eager_decoder = StaticDecoder(self.model, eos_token_ids=self._eos_ids(), cuda_graph=False,
+                                                window_bucket=self._attention_window())
         return self._eager_decoder
 
     def _generate_fixed_text(self, requests: Sequence[GenerationRequest]) -> list[GenerationOutput]:
@@ -340,10 +342,15 @@ class TransformersEngine(Engine):
                           "device from a buffer of the reference ids"
                           + (" (captured in a CUDA graph)" if getattr(self.settings.transformers, "compile", False)
                              and self.device.type == "cuda" else " (eager step)"),
+            "static_decode_attention": (f"reads the written cache slots rounded up to {self._attention_window()}"
+                                        if self._attention_window() else "reads every slot of the static cache"),
             "peak_memory": "peak_bytes = torch.cuda.max_memory_allocated since load (weights, KV cache, activations)"
                            if self.device.type == "cuda" else
                            "peak_bytes = peak RSS of this process (resource.getrusage ru_maxrss; includes earlier models)",
         } | self._fast_path_description()
+
+    def _attention_window(self) -> int:
+        return int(getattr(self.settings.transformers, "attention_window", 64))
 
     def _fast_path_description(self) -> dict[str, Any]:
         if not getattr(self.settings.transformers, "compile", False):
