@@ -303,6 +303,8 @@ def main() -> None:
                         help="which of latency, fixed_text (with --fixed-text), throughput to time")
     parser.add_argument("--cache-floor-before", action="store_true",
                         help="also time the first tuning's throughput batch with the old 512-slot cache floor (before/after)")
+    parser.add_argument("--no-plain-graph", action="store_true",
+                        help="skip the captured step of eager (uncompiled) kernels; time only the --inductor variants")
     parser.add_argument("--window-before", action="store_true",
                         help="also time the first tuning with attention over the whole static cache (before the windows)")
     parser.add_argument("--full-run", type=Path, default=None, help="a config to run end to end with `artifact run`")
@@ -333,10 +335,11 @@ def main() -> None:
         build_s = time.perf_counter() - began
         info = model_info(model)
         tunings = [tuning for tuning in args.tunings.split(",") if tuning] if name in args.inductor.split(",") else []
-        variants = [("graph", False, "default", WINDOW_BUCKET)] + [(f"graph+inductor[{tuning}]", True, tuning, WINDOW_BUCKET)
+        variants = [("graph", False, "default", WINDOW_BUCKET)] * (not args.no_plain_graph) + [(f"graph+inductor[{tuning}]", True, tuning, WINDOW_BUCKET)
                                                                    for tuning in tunings]
         if args.window_before and tunings:  # the first tuning again, attention over the whole cache (before)
-            variants.insert(2, (f"graph+inductor[{tunings[0]}] whole-cache attention", True, tunings[0], 0))
+            variants.insert(2 - args.no_plain_graph,
+                            (f"graph+inductor[{tunings[0]}] whole-cache attention", True, tunings[0], 0))
         modes = [("latency", 1, False), ("throughput", args.throughput_batch, False)]
         if args.fixed_text:
             modes.insert(1, ("fixed_text", 1, True))
