@@ -442,6 +442,13 @@ def _parse_trials(table: Table) -> TrialSettings:
     return settings
 
 
+def _attention_window(table: Table) -> int:
+    window = table.positive_int("attention_window", 64, allow_zero=True, maximum=1 << 16)
+    if window % 64:  # static caches grow in steps of 64 slots; a finer step only multiplies the captured graphs
+        raise table.fail("attention_window", f"expected 0 (read the whole cache) or a multiple of 64, got {window}")
+    return window
+
+
 def _parse_engine(table: Table) -> EngineSettings:
     hf_table = table.sub("transformers")
     vllm_table = table.sub("vllm")
@@ -451,8 +458,7 @@ def _parse_engine(table: Table) -> EngineSettings:
         device=table.choice("device", DEVICES, "auto"),
         transformers=TransformersSettings(compile=hf_table.get("compile", bool, False),
                                           tuning=hf_table.choice("tuning", tuple(TUNINGS), "default"),
-                                          attention_window=hf_table.positive_int("attention_window", 64, allow_zero=True,
-                                                                                 maximum=1 << 20)),
+                                          attention_window=_attention_window(hf_table)),
         vllm=VLLMSettings(
             gpu_memory_utilization=vllm_table.get("gpu_memory_utilization", float, 0.9),
             enable_chunked_prefill=vllm_table.get("enable_chunked_prefill", bool, True),

@@ -30,7 +30,7 @@ from artifact.architectures import architecture_dict, build_config, synthetic_mo
 from artifact.engines.compile_cache import configure_compile_cache  # noqa: E402
 from artifact.engines import static_decode  # noqa: E402
 from artifact.engines.static_decode import LENGTH_BUCKET, MIN_CACHE_LEN, StaticDecoder  # noqa: E402
-from artifact.engines.windowed_attention import WINDOW_BUCKET, window_for, windowed_attention  # noqa: E402
+from artifact.engines.windowed_attention import WINDOW_BUCKET, window_for  # noqa: E402
 from artifact.measure.roofline import measure_copy_bandwidth, roofline_tokens_per_s  # noqa: E402
 
 
@@ -195,16 +195,18 @@ def profile_step(decoder: StaticDecoder, batch: int, prompt_tokens: int, new_tok
     the steps' own time from CUDA events; the rest is the gap between kernels."""
     from torch.profiler import ProfilerActivity, profile
 
+    if new_tokens < 2:
+        raise ValueError("a profile needs at least 2 new tokens (one decode step)")
     slot = decoder.prepare(batch, prompt_tokens + new_tokens)
     ids = torch.ones(batch, prompt_tokens, dtype=torch.long, device=decoder.device)
     steps = new_tokens - 1
 
     def prefill() -> None:
-        with torch.inference_mode(), windowed_attention(decoder.model):
+        with torch.inference_mode(), decoder.attention_scope():
             decoder._prefill(slot, ids, torch.ones_like(ids))
 
     def decode() -> None:
-        with torch.inference_mode():
+        with torch.inference_mode(), decoder.attention_scope():
             for index in range(1, new_tokens):
                 decoder.advance(slot, prompt_tokens + index)
 
@@ -368,7 +370,7 @@ def main() -> None:
                       flush=True)
                 args.out.write_text(json.dumps(report, indent=2))  # a call cut off by its time limit keeps what ran
             static_decode.bucket_length = current_bucket_length
-            if inductor and tuning in args.profile.split(",") and window_bucket:
+            if inductor and tuning in args.profile.split(","):
                 kv_per_token = kv_bytes_per_token(model.config)
                 for batch in (1, args.throughput_batch):
                     rows_run = 1 if batch == 1 else 32
@@ -379,10 +381,10 @@ def main() -> None:
                     except Exception as error:  # a profiler problem must not cost the timings above
                         print(f"profile {name} {tuning} b={rows_run} failed: {error!r}", flush=True)
                         continue
-                    found.update(model=name, tuning=tuning)
+                    found.update(model=name, tuning=tuning, attention_window=window_bucket)
                     report["profiles"].append(found)
                     args.out.write_text(json.dumps(report, indent=2))
-                    print(f"profile {name} {tuning} b={rows_run} cache {found['cache_len']} (attention reads "
+                    print(f"profile {name} {tuning} window {window_bucket or 'off'} b={rows_run} cache {found['cache_len']} (attention reads "
                           f"{found['attention_slots_read']:.0f} slots): step {found['step_ms']:.3f} ms,"
                           f" kernels {found['kernel_ms']:.3f} ms, gap {found['gap_ms']:.3f} ms; "
                           + ", ".join(f"{kind} {ms:.3f}" for kind, ms in sorted(found["kinds_ms"].items(), key=lambda x: -x[1]))

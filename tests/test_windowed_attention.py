@@ -85,6 +85,50 @@ def test_slots_past_the_window_are_never_read(tiny_pair) -> None:
     assert engine.model.config._attn_implementation == "sdpa"  # restored after the decoder's calls
 
 
+def _gqa_model() -> torch.nn.Module:
+    """A small Llama-shaped model with grouped-query attention (8 heads, 2 key/value heads), random weights."""
+    from artifact.architectures import architecture_dict, build_config, synthetic_model
+
+    data = {**architecture_dict("llama-2-7b"), "hidden_size": 256, "intermediate_size": 512, "num_hidden_layers": 2,
+            "num_attention_heads": 8, "num_key_value_heads": 2, "vocab_size": 512}
+    return synthetic_model(build_config(data), "cpu", torch.float32, std=0.05)
+
+
+def _step_logits(decoder: StaticDecoder, width: int, steps: int) -> torch.Tensor:
+    """Logits of the prefill and of every decode step of a forced continuation (the same inputs whatever the
+    attention reads), one row each."""
+    generator = torch.Generator().manual_seed(width)
+    vocab = int(decoder.model.config.vocab_size)
+    ids = torch.randint(3, vocab, (1, width), generator=generator)
+    reference = torch.randint(3, vocab, (steps,), generator=generator)
+    slot = decoder.prepare(1, width + steps, forced=True)
+    rows = []
+    with torch.inference_mode(), decoder.attention_scope():
+        slot.reference[0, :steps].copy_(reference)
+        rows.append(decoder._prefill(slot, ids, torch.ones_like(ids)).clone())
+        slot.ids.copy_(slot.reference[:, :1])
+        slot.cursor.fill_(1)
+        for index in range(1, steps):
+            decoder.advance(slot, width + index)
+            rows.append(slot.logits.clone())
+    return torch.cat(rows)
+
+
+@pytest.mark.parametrize("width", [63, 64, 65, 127])
+@pytest.mark.parametrize("model_kind", ["tiny-baseline", "gqa"])
+def test_every_step_attends_to_every_written_slot(tiny_pair, model_kind: str, width: int) -> None:
+    """Logits of each step with windows equal those of the model's own attention over the whole cache, for prompts
+    that end just before, on and after a window boundary and steps that cross the next one. A window one slot
+    short (the slot the step writes, or the prompt's last slot) moves the logits by ~1e-2 and fails this."""
+    model = _engine().model if model_kind == "tiny-baseline" else _gqa_model()
+    windowed = StaticDecoder(model, eos_token_ids=[2])
+    whole = StaticDecoder(model, eos_token_ids=[2], window_bucket=0)
+    assert windowed.window_bucket == 64 and whole.attention_scope().__class__.__name__ == "nullcontext"
+    expected = _step_logits(whole, width, 10)
+    got = _step_logits(windowed, width, 10)
+    assert torch.allclose(got, expected, rtol=1e-5, atol=1e-5), (got - expected).abs().max()
+
+
 @pytest.mark.slow
 def test_compiled_step_reads_the_window_at_run_time_and_compiles_once(tiny_pair, tmp_path, monkeypatch) -> None:
     """Under torch.compile the window is read when the op runs, not baked into the trace: a generation that
@@ -121,9 +165,10 @@ def test_attention_window_is_a_config_setting_recorded_by_the_engine(tmp_path: P
     assert load_config(config).engine.transformers.attention_window == 64
     config.write_text(source + "\n[engine.transformers]\nattention_window = 0\n")
     assert load_config(config).engine.transformers.attention_window == 0
-    config.write_text(source + "\n[engine.transformers]\nattention_window = -8\n")
-    with pytest.raises(ConfigError, match="attention_window"):
-        load_config(config)
+    for wrong in ("-8", "48"):
+        config.write_text(source + f"\n[engine.transformers]\nattention_window = {wrong}\n")
+        with pytest.raises(ConfigError, match="attention_window"):
+            load_config(config)
     engine = TransformersEngine(EngineSettings(dtype="float32", device="cpu",
                                                transformers=TransformersSettings(compile=True, attention_window=0)))
     assert engine.describe()["static_decode_attention"] == "reads every slot of the static cache"

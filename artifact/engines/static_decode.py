@@ -38,12 +38,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from artifact.engines.windowed_attention import WINDOW_BUCKET, attention_window, window_for, windowed_attention, windows
+from artifact.engines.windowed_attention import (WINDOW_BUCKET, attention_window, can_window, window_for,
+                                                 windowed_attention, windows)
 
 LENGTH_BUCKET = 64
 MIN_CACHE_LEN = 512  # batch 1: one cache length for every prompt of a run, so one compile per model shape
@@ -95,7 +97,8 @@ class StaticDecoder:
         self.cuda_graph = self.device.type == "cuda" if cuda_graph is None else cuda_graph
         self.inductor = inductor
         self.tuning = tuning
-        self.window_bucket = window_bucket  # 0: every step reads the whole cache (the path before issue 14's windows)
+        # 0: the model's own attention over the whole cache, exactly the path before issue 14's windows
+        self.window_bucket = window_bucket if can_window(model) else 0
         self.eos = torch.tensor(sorted(set(eos_token_ids)), dtype=torch.long, device=self.device)
         self.slots: dict[tuple[int, int, bool, bool], _Slot] = {}
         self.pool = torch.cuda.graph_pool_handle() if self.cuda_graph else None
@@ -168,7 +171,7 @@ class StaticDecoder:
             return slot
         started = time.perf_counter()
         slot = self._new_slot(batch, key[1], key[2], forced)
-        with torch.inference_mode(), windowed_attention(self.model):
+        with torch.inference_mode(), self.attention_scope():
             # A one-token prefill initialises the cache tensors (transformers allocates them on first update).
             self._prefill(slot, torch.ones(batch, 1, dtype=torch.long, device=self.device),
                           torch.ones(batch, 1, dtype=torch.long, device=self.device))
@@ -202,6 +205,11 @@ class StaticDecoder:
 
     def release(self) -> None:
         self.slots.clear()
+
+    def attention_scope(self) -> AbstractContextManager[None]:
+        """Where the decoder's own calls run: the windowed attention implementation, or the model's own when
+        windows are off."""
+        return windowed_attention(self.model) if self.window_bucket else nullcontext()
 
     def advance(self, slot: _Slot, slots_in_use: int) -> None:
         """One decode step whose token goes to cache slot `slots_in_use - 1`: the captured graph of the shortest
@@ -248,7 +256,7 @@ class StaticDecoder:
             generator = torch.Generator(device=self.device)
             generator.manual_seed(seed)
         out = torch.empty(batch, max_new_tokens, dtype=torch.long, device=self.device)
-        with torch.inference_mode(), windowed_attention(self.model):
+        with torch.inference_mode(), self.attention_scope():
             logits = self._prefill(slot, input_ids, attention_mask)
             slot.ids.copy_(self._choose(logits, temperature, generator))
             out[:, :1].copy_(slot.ids)
@@ -283,7 +291,7 @@ class StaticDecoder:
             raise ValueError("fixed text needs at least one reference token")
         slot = self.prepare(1, width + count, greedy=True, forced=True)
         out = torch.empty(1, count, dtype=torch.long, device=self.device)
-        with torch.inference_mode(), windowed_attention(self.model):
+        with torch.inference_mode(), self.attention_scope():
             slot.reference[0, :count].copy_(reference)
             logits = self._prefill(slot, input_ids, attention_mask)
             slot.choice.copy_(logits.argmax(dim=-1, keepdim=True))  # generation's work at the first token

@@ -103,6 +103,12 @@ def register() -> None:
     AttentionMaskInterface.register(IMPLEMENTATION, sdpa_mask)
 
 
+def can_window(model: torch.nn.Module) -> bool:
+    """Only a model that attends with SDPA is switched (the op is SDPA on a slice); a model loaded with another
+    implementation (eager attention for soft-capping, say) keeps its own, over the whole cache."""
+    return getattr(model.config, "_attn_implementation", None) == "sdpa"
+
+
 @contextmanager
 def windowed_attention(model: torch.nn.Module) -> Iterator[None]:
     """The model attends through `r2_windowed_sdpa` inside this block; its own implementation is restored after,
