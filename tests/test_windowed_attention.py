@@ -172,3 +172,16 @@ def test_attention_window_is_a_config_setting_recorded_by_the_engine(tmp_path: P
     engine = TransformersEngine(EngineSettings(dtype="float32", device="cpu",
                                                transformers=TransformersSettings(compile=True, attention_window=0)))
     assert engine.describe()["static_decode_attention"] == "reads every slot of the static cache"
+
+
+def test_a_model_without_sdpa_keeps_its_own_attention(tiny_pair) -> None:
+    """The op is SDPA on a slice: a model loaded with eager attention is not switched (no windows), and the engine
+    says so."""
+    engine = _engine()
+    engine.model.set_attn_implementation("eager")
+    decoder = StaticDecoder(engine.model, eos_token_ids=engine._eos_ids())
+    assert decoder.window_bucket == 0
+    batch = engine.tokenizer([PROMPT], return_tensors="pt")
+    decoder.generate(batch["input_ids"], batch["attention_mask"], NEW)
+    assert engine.model.config._attn_implementation == "eager"
+    assert engine.describe()["static_decode_attention"] == "reads every slot of the static cache"

@@ -350,7 +350,12 @@ class TransformersEngine(Engine):
         } | self._fast_path_description()
 
     def _attention_window(self) -> int:
-        return int(getattr(self.settings.transformers, "attention_window", 64))
+        """The configured window step, or 0 where the loaded model does not attend with SDPA (it keeps its own
+        attention over the whole cache)."""
+        from artifact.engines.windowed_attention import can_window
+
+        window = int(getattr(self.settings.transformers, "attention_window", 64))
+        return window if self.model is None or can_window(self.model) else 0
 
     def _fast_path_description(self) -> dict[str, Any]:
         if not getattr(self.settings.transformers, "compile", False):

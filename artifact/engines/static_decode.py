@@ -198,7 +198,9 @@ class StaticDecoder:
             torch.cuda.synchronize(self.device)
         slot.capture_s = time.perf_counter() - started
         self.events.append({"batch": batch, "cache_len": key[1], "greedy": key[2], "forced": forced,
-                            "seconds": round(slot.capture_s, 3), "attention_windows": len(windows(slot.length, self.window_bucket)), "cuda_graph": self.cuda_graph, "inductor": self.inductor,
+                            "seconds": round(slot.capture_s, 3),
+                            "attention_windows": len(windows(slot.length, self.window_bucket)),
+                            "cuda_graph": self.cuda_graph, "inductor": self.inductor,
                             "tuning": self.tuning if self.inductor else None})
         self.slots[key] = slot
         return slot

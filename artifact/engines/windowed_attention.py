@@ -7,9 +7,9 @@ in throughput mode (32 rows x 320 slots) and 15% at batch 1 (512 slots): docs/pe
 How: while a `StaticDecoder` runs, the model's attention implementation is `r2_windowed_sdpa`. Where the decoder
 passes its explicit boolean mask (prefill and decode steps) attention goes through one custom op,
 `r2::windowed_sdpa`, which slices keys, values and mask to the active window (the written slots rounded up to
-`WINDOW_BUCKET`) before SDPA. The
-window is a Python int read when the op runs, not when it is traced: torch.compile treats the op as opaque, so
-one compile serves every window, and the decoder captures one CUDA graph per window, each with its own slice.
+`WINDOW_BUCKET`) before SDPA. The window is a Python int read when the op runs, not when it is traced:
+torch.compile treats the op as opaque, so one compile serves every window, and the decoder captures one CUDA
+graph per window, each with its own slice.
 Anything else (no mask, a float mask, dropout) goes to transformers' own SDPA function unchanged.
 Slots past the window are masked in every step that uses it, so the result is the one full-cache attention
 would give (tests/test_windowed_attention.py); a window too short for the written slots would not be, which is
