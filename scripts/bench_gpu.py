@@ -337,11 +337,11 @@ def main() -> None:
         build_s = time.perf_counter() - began
         info = model_info(model)
         tunings = [tuning for tuning in args.tunings.split(",") if tuning] if name in args.inductor.split(",") else []
-        variants = [("graph", False, "default", WINDOW_BUCKET)] * (not args.no_plain_graph) + [(f"graph+inductor[{tuning}]", True, tuning, WINDOW_BUCKET)
-                                                                   for tuning in tunings]
-        if args.window_before and tunings:  # the first tuning again, attention over the whole cache (before)
-            variants.insert(2 - args.no_plain_graph,
-                            (f"graph+inductor[{tunings[0]}] whole-cache attention", True, tunings[0], 0))
+        variants = [] if args.no_plain_graph else [("graph", False, "default", WINDOW_BUCKET)]
+        for tuning in tunings:
+            variants.append((f"graph+inductor[{tuning}]", True, tuning, WINDOW_BUCKET))
+            if args.window_before and tuning == tunings[0]:  # the same tuning on the earlier whole-cache path
+                variants.append((f"graph+inductor[{tuning}] whole-cache attention", True, tuning, 0))
         modes = [("latency", 1, False), ("throughput", args.throughput_batch, False)]
         if args.fixed_text:
             modes.insert(1, ("fixed_text", 1, True))

@@ -18,6 +18,7 @@ why the decoder, not this module, picks it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -94,8 +95,9 @@ def windowed_attention_forward(module: torch.nn.Module, query: torch.Tensor, key
     return torch.ops.r2.windowed_sdpa(query, key, value, attention_mask, scale, groups), None
 
 
+@functools.cache  # once per process, not at every decoder call (those are timed)
 def register() -> None:
-    """Make `IMPLEMENTATION` a known attention implementation (and its masks those of SDPA). Idempotent."""
+    """Make `IMPLEMENTATION` a known attention implementation (and its masks those of SDPA)."""
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
