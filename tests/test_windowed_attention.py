@@ -14,7 +14,7 @@ from artifact.config import EngineSettings, ModelSpec, TransformersSettings
 from artifact.engines.base import GenerationRequest
 from artifact.engines.hf import TransformersEngine
 from artifact.engines.static_decode import StaticDecoder
-from artifact.engines.windowed_attention import attention_window, window_for, windows
+from artifact.engines.windowed_attention import additive_mask, attention_window, window_for, windows
 from artifact.models import resolve_model
 
 PROMPT = "吾輩は猫である。名前はまだ無い。"
@@ -44,6 +44,20 @@ def test_op_attends_over_the_active_window_only(groups: int) -> None:
     assert not torch.allclose(windowed, full, atol=1e-3)  # the other 64 slots were unmasked: they did count before
     with attention_window(512):  # a window past the cache is the whole cache
         assert torch.allclose(torch.ops.r2.windowed_sdpa(query, key, value, mask, 0.125, groups), full, atol=1e-6)
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+def test_additive_mask_gives_the_boolean_masks_attention(groups: int) -> None:
+    query, key, value, _ = _qkv(groups)
+    allowed = torch.rand(2, 1, 1, 128, generator=torch.Generator().manual_seed(5)) < 0.5
+    allowed[..., 0] = True  # every row attends somewhere
+    additive = additive_mask(allowed, query.dtype)
+    assert additive.dtype == query.dtype and set(additive.unique().tolist()) == {0.0, float("-inf")}
+    for window in (None, 64):
+        with attention_window(window):
+            from_bool = torch.ops.r2.windowed_sdpa(query, key, value, allowed, 0.125, groups)
+            from_additive = torch.ops.r2.windowed_sdpa(query, key, value, additive, 0.125, groups)
+        assert torch.equal(from_bool, from_additive)
 
 
 def test_windows_cover_the_slots_in_use_in_steps_of_64() -> None:

@@ -44,8 +44,8 @@ from typing import Any
 
 import torch
 
-from artifact.engines.windowed_attention import (WINDOW_BUCKET, attention_window, can_window, window_for,
-                                                 windowed_attention, windows)
+from artifact.engines.windowed_attention import (WINDOW_BUCKET, additive_mask, attention_window, can_window,
+                                                 window_for, windowed_attention, windows)
 
 LENGTH_BUCKET = 64
 MIN_CACHE_LEN = 512  # batch 1: one cache length for every prompt of a run, so one compile per model shape
@@ -107,6 +107,8 @@ class StaticDecoder:
 
     # -- the step -------------------------------------------------------------------------------------------
     def _eager_forward(self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor, cache: Any) -> torch.Tensor:
+        if self.window_bucket:  # additive once per step, not once per layer inside the windowed op
+            mask = additive_mask(mask, self.dtype)
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
                          use_cache=True, logits_to_keep=1)
         return out.logits[:, -1, :]

@@ -5,12 +5,14 @@ written or not (the mask hides the rest, it does not skip it). On an H100 that w
 in throughput mode (32 rows x 320 slots) and 15% at batch 1 (512 slots): docs/performance.md, issue 14.
 
 How: while a `StaticDecoder` runs, the model's attention implementation is `r2_windowed_sdpa`. Where the decoder
-passes its explicit boolean mask (prefill and decode steps) attention goes through one custom op,
+passes its explicit 4-D mask (prefill and decode steps) attention goes through one custom op,
 `r2::windowed_sdpa`, which slices keys, values and mask to the active window (the written slots rounded up to
-`WINDOW_BUCKET`) before SDPA. The window is a Python int read when the op runs, not when it is traced:
+`WINDOW_BUCKET`) before SDPA. The decoder passes that mask additive (0 / -inf in the model's dtype), built once per
+step: SDPA turns a boolean mask into an additive one itself, and inside the opaque op it did so in every layer (an
+elementwise and two fill kernels per layer, ~0.15 ms per step at batch 1 on an H100; docs/performance.md). The window is a Python int read when the op runs, not when it is traced:
 torch.compile treats the op as opaque, so one compile serves every window, and the decoder captures one CUDA
 graph per window, each with its own slice.
-Anything else (no mask, a float mask, dropout) goes to transformers' own SDPA function unchanged.
+Anything else (no mask, a mask of another dtype, dropout) goes to transformers' own SDPA function unchanged.
 Slots past the window are masked in every step that uses it, so the result is the one full-cache attention
 would give (tests/test_windowed_attention.py); a window too short for the written slots would not be, which is
 why the decoder, not this module, picks it.
@@ -41,6 +43,12 @@ def attention_window(length: int | None) -> Iterator[None]:
         yield
     finally:
         _active_window[0] = previous
+
+
+def additive_mask(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A boolean mask (True: may attend) as SDPA's additive form in `dtype`: 0 where allowed, -inf elsewhere. -inf
+    is what SDPA itself puts there for a boolean mask, so attention gives the same numbers either way."""
+    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, float("-inf"))
 
 
 def window_for(slots_in_use: int, cache_len: int, bucket: int = WINDOW_BUCKET) -> int:
@@ -86,8 +94,8 @@ def windowed_attention_forward(module: torch.nn.Module, query: torch.Tensor, key
     """transformers' attention-function signature: (B, q, H, D) output and no weights."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    explicit_mask = (attention_mask is not None and attention_mask.dtype == torch.bool and dropout == 0.0
-                     and kwargs.get("position_bias") is None)
+    explicit_mask = (attention_mask is not None and attention_mask.dtype in (torch.bool, query.dtype)
+                     and dropout == 0.0 and kwargs.get("position_bias") is None)
     if not explicit_mask:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
     scale = float(scaling) if scaling is not None else query.shape[-1] ** -0.5
