@@ -80,6 +80,8 @@ class TransformersSettings:
     # Static decode attention reads the written cache slots rounded up to this many (windowed_attention.py);
     # 0 reads the whole static cache at every step.
     attention_window: int = 64
+    # q/k/v and gate/up projections run as one matrix product each in the static decode path (packed_projections.py)
+    pack_projections: bool = True
 
 
 @dataclass(frozen=True)
@@ -458,7 +460,8 @@ def _parse_engine(table: Table) -> EngineSettings:
         device=table.choice("device", DEVICES, "auto"),
         transformers=TransformersSettings(compile=hf_table.get("compile", bool, False),
                                           tuning=hf_table.choice("tuning", tuple(TUNINGS), "default"),
-                                          attention_window=_attention_window(hf_table)),
+                                          attention_window=_attention_window(hf_table),
+                                          pack_projections=hf_table.get("pack_projections", bool, True)),
         vllm=VLLMSettings(
             gpu_memory_utilization=vllm_table.get("gpu_memory_utilization", float, 0.9),
             enable_chunked_prefill=vllm_table.get("enable_chunked_prefill", bool, True),

@@ -202,11 +202,11 @@ def profile_step(decoder: StaticDecoder, batch: int, prompt_tokens: int, new_tok
     steps = new_tokens - 1
 
     def prefill() -> None:
-        with torch.inference_mode(), decoder.attention_scope():
+        with torch.inference_mode(), decoder.scope():
             decoder._prefill(slot, ids, torch.ones_like(ids))
 
     def decode() -> None:
-        with torch.inference_mode(), decoder.attention_scope():
+        with torch.inference_mode(), decoder.scope():
             for index in range(1, new_tokens):
                 decoder.advance(slot, prompt_tokens + index)
 
@@ -308,7 +308,10 @@ def main() -> None:
     parser.add_argument("--no-plain-graph", action="store_true",
                         help="skip the captured step of eager (uncompiled) kernels; time only the --inductor variants")
     parser.add_argument("--window-before", action="store_true",
-                        help="also time the first tuning with attention over the whole static cache (before the windows)")
+                        help="also time the first tuning on the earlier path: attention over the whole static cache, "
+                             "separate projections")
+    parser.add_argument("--pack-before", action="store_true",
+                        help="also time the first tuning with the model's separate q/k/v and gate/up products")
     parser.add_argument("--full-run", type=Path, default=None, help="a config to run end to end with `artifact run`")
     parser.add_argument("--data-mirror", type=Path, default=None)
     parser.add_argument("--skip-models", action="store_true")
@@ -337,19 +340,24 @@ def main() -> None:
         build_s = time.perf_counter() - began
         info = model_info(model)
         tunings = [tuning for tuning in args.tunings.split(",") if tuning] if name in args.inductor.split(",") else []
-        variants = [] if args.no_plain_graph else [("graph", False, "default", WINDOW_BUCKET)]
+        # (label, inductor, tuning, attention window step, packed projections)
+        variants = [] if args.no_plain_graph else [("graph", False, "default", WINDOW_BUCKET, True)]
         for tuning in tunings:
-            variants.append((f"graph+inductor[{tuning}]", True, tuning, WINDOW_BUCKET))
-            if args.window_before and tuning == tunings[0]:  # the same tuning on the earlier whole-cache path
-                variants.append((f"graph+inductor[{tuning}] whole-cache attention", True, tuning, 0))
+            variants.append((f"graph+inductor[{tuning}]", True, tuning, WINDOW_BUCKET, True))
+            if args.pack_before and tuning == tunings[0]:  # the same step with the model's separate projections
+                variants.append((f"graph+inductor[{tuning}] separate projections", True, tuning, WINDOW_BUCKET, False))
+            if args.window_before and tuning == tunings[0]:  # the earlier path: whole-cache attention, separate
+                variants.append((f"graph+inductor[{tuning}] whole-cache attention, separate projections", True, tuning,
+                                 0, False))
         modes = [("latency", 1, False), ("throughput", args.throughput_batch, False)]
         if args.fixed_text:
             modes.insert(1, ("fixed_text", 1, True))
         modes = [mode for mode in modes if mode[0] in args.modes.split(",")]
-        for label, inductor, tuning, window_bucket in variants:
+        for label, inductor, tuning, window_bucket, pack_projections in variants:
             if inductor:
                 torch._dynamo.reset()  # each tuning compiles its own kernels (the persistent cache keys on settings)
-            decoder = StaticDecoder(model, eos_token_ids=[2], inductor=inductor, tuning=tuning, window_bucket=window_bucket)
+            decoder = StaticDecoder(model, eos_token_ids=[2], inductor=inductor, tuning=tuning, window_bucket=window_bucket,
+                                    pack_projections=pack_projections)
             variant_modes = list(modes)
             if args.cache_floor_before and inductor and tuning == args.tunings.split(",")[0] and window_bucket:
                 variant_modes.append(("throughput, cache floor 512 (before)", args.throughput_batch, False))
@@ -381,10 +389,12 @@ def main() -> None:
                     except Exception as error:  # a profiler problem must not cost the timings above
                         print(f"profile {name} {tuning} b={rows_run} failed: {error!r}", flush=True)
                         continue
-                    found.update(model=name, tuning=tuning, attention_window=window_bucket)
+                    found.update(model=name, tuning=tuning, attention_window=window_bucket,
+                                 packed_projections=pack_projections)
                     report["profiles"].append(found)
                     args.out.write_text(json.dumps(report, indent=2))
-                    print(f"profile {name} {tuning} window {window_bucket or 'off'} b={rows_run} cache {found['cache_len']} (attention reads "
+                    print(f"profile {name} {tuning} window {window_bucket or 'off'} "
+                          f"{'packed' if pack_projections else 'separate'} b={rows_run} cache {found['cache_len']} (attention reads "
                           f"{found['attention_slots_read']:.0f} slots): step {found['step_ms']:.3f} ms,"
                           f" kernels {found['kernel_ms']:.3f} ms, gap {found['gap_ms']:.3f} ms; "
                           + ", ".join(f"{kind} {ms:.3f}" for kind, ms in sorted(found["kinds_ms"].items(), key=lambda x: -x[1]))

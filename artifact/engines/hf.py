@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 from collections.abc import Hashable, Sequence
@@ -139,7 +140,8 @@ class TransformersEngine(Engine):
                 self.compile_cache = configure_compile_cache()
             self.decoder = StaticDecoder(self.model, eos_token_ids=self._eos_ids(), inductor=inductor,
                                          tuning=self.settings.transformers.tuning,
-                                         window_bucket=self._attention_window())
+                                         window_bucket=self._attention_window(),
+                                         pack_projections=self._pack_projections())
         info = describe_model(self.model, model.name, where, self.device)
         notes = list(info.notes)
         if model.synthetic:
@@ -246,7 +248,8 @@ class TransformersEngine(Engine):
             from artifact.engines.static_decode import StaticDecoder
 
             self._eager_decoder = StaticDecoder(self.model, eos_token_ids=self._eos_ids(), cuda_graph=False,
-                                                window_bucket=self._attention_window())
+                                                window_bucket=self._attention_window(),
+                                                pack_projections=self._pack_projections())
         return self._eager_decoder
 
     def _generate_fixed_text(self, requests: Sequence[GenerationRequest]) -> list[GenerationOutput]:
@@ -323,6 +326,9 @@ class TransformersEngine(Engine):
         self._eager_decoder = None
         self.model = None
         self.tokenizer = None
+        # A decoder holds its compiled step, a bound method of itself: a reference cycle through the model, so
+        # without a collection here the weights (gigabytes on a GPU) would outlive close() until the collector ran.
+        gc.collect()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 
@@ -344,6 +350,7 @@ class TransformersEngine(Engine):
                              and self.device.type == "cuda" else " (eager step)"),
             "static_decode_attention": (f"reads the written cache slots rounded up to {self._attention_window()}"
                                         if self._attention_window() else "reads every slot of the static cache"),
+            "static_decode_projections": self._projections_description(),
             "peak_memory": "peak_bytes = torch.cuda.max_memory_allocated since load (weights, KV cache, activations)"
                            if self.device.type == "cuda" else
                            "peak_bytes = peak RSS of this process (resource.getrusage ru_maxrss; includes earlier models)",
@@ -356,6 +363,21 @@ class TransformersEngine(Engine):
 
         window = int(getattr(self.settings.transformers, "attention_window", 64))
         return window if self.model is None or can_window(self.model) else 0
+
+    def _pack_projections(self) -> bool:
+        return bool(getattr(self.settings.transformers, "pack_projections", True))
+
+    def _projections_description(self) -> str:
+        from artifact.engines.packed_projections import packable
+
+        if not self._pack_projections():
+            return "separate products, as in the model's own forward"
+        groups = packable(self.model) if self.model is not None else []
+        if not groups:
+            return "separate products (no q/k/v or gate/up projections found to pack)"
+        counts = {names: groups.count(names) for names in dict.fromkeys(groups)}
+        return "packed, one matrix product per group: " + "; ".join(
+            f"{count} x ({', '.join(names)})" for names, count in counts.items())
 
     def _fast_path_description(self) -> dict[str, Any]:
         if not getattr(self.settings.transformers, "compile", False):

@@ -28,6 +28,9 @@ Attention windows (`windowed_attention.py`): a step's attention reads only the c
 up to 64, not the whole cache. The host knows which slot each step writes (prompt width + step index; every row of
 a left-padded batch writes the same slot), so it picks the window without asking the device; each window has its
 own captured graph of the same compiled step (one compile, a few milliseconds of capture per window).
+Packed projections (`packed_projections.py`): inside the decoder's calls q/k/v and gate/up run as one matrix product
+each (their weights packed once into one tensor, the modules' own weights views of it); the model's own forward,
+outside the decoder, is unchanged.
 
 On a CPU (tests, CI) the same step function runs without capture: identical code path, eager kernels.
 Left padding: each row has its own positions (count of its real tokens) and its padded key slots stay masked;
@@ -37,13 +40,14 @@ padded query rows in prefill see their own causal prefix so no softmax row is em
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from artifact.engines.packed_projections import pack, packed
 from artifact.engines.windowed_attention import (WINDOW_BUCKET, additive_mask, attention_window, can_window,
                                                  window_for, windowed_attention, windows)
 
@@ -90,7 +94,8 @@ class StaticDecoder:
     """Forced-length decoding with a static cache and a captured decode step. One instance per loaded model."""
 
     def __init__(self, model: torch.nn.Module, *, eos_token_ids: list[int], cuda_graph: bool | None = None,
-                 inductor: bool = False, tuning: str = "default", window_bucket: int = WINDOW_BUCKET) -> None:
+                 inductor: bool = False, tuning: str = "default", window_bucket: int = WINDOW_BUCKET,
+                 pack_projections: bool = True) -> None:
         self.model = model
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
@@ -99,6 +104,8 @@ class StaticDecoder:
         self.tuning = tuning
         # 0: the model's own attention over the whole cache, exactly the path before issue 14's windows
         self.window_bucket = window_bucket if can_window(model) else 0
+        # q/k/v and gate/up as one product each (packed_projections.py); [] keeps the model's separate products
+        self.packed_groups = pack(model) if pack_projections else []
         self.eos = torch.tensor(sorted(set(eos_token_ids)), dtype=torch.long, device=self.device)
         self.slots: dict[tuple[int, int, bool, bool], _Slot] = {}
         self.pool = torch.cuda.graph_pool_handle() if self.cuda_graph else None
@@ -173,7 +180,7 @@ class StaticDecoder:
             return slot
         started = time.perf_counter()
         slot = self._new_slot(batch, key[1], key[2], forced)
-        with torch.inference_mode(), self.attention_scope():
+        with torch.inference_mode(), self.scope():
             # A one-token prefill initialises the cache tensors (transformers allocates them on first update).
             self._prefill(slot, torch.ones(batch, 1, dtype=torch.long, device=self.device),
                           torch.ones(batch, 1, dtype=torch.long, device=self.device))
@@ -210,10 +217,13 @@ class StaticDecoder:
     def release(self) -> None:
         self.slots.clear()
 
-    def attention_scope(self) -> AbstractContextManager[None]:
-        """Where the decoder's own calls run: the windowed attention implementation, or the model's own when
-        windows are off."""
-        return windowed_attention(self.model) if self.window_bucket else nullcontext()
+    @contextmanager
+    def scope(self) -> Iterator[None]:
+        """Where the decoder's own calls run: the windowed attention implementation (or the model's own when
+        windows are off) and the packed projections (if packed)."""
+        with (windowed_attention(self.model) if self.window_bucket else nullcontext(),
+              packed(self.model) if self.packed_groups else nullcontext()):
+            yield
 
     def advance(self, slot: _Slot, slots_in_use: int) -> None:
         """One decode step whose token goes to cache slot `slots_in_use - 1`: the captured graph of the shortest
@@ -260,7 +270,7 @@ class StaticDecoder:
             generator = torch.Generator(device=self.device)
             generator.manual_seed(seed)
         out = torch.empty(batch, max_new_tokens, dtype=torch.long, device=self.device)
-        with torch.inference_mode(), self.attention_scope():
+        with torch.inference_mode(), self.scope():
             logits = self._prefill(slot, input_ids, attention_mask)
             slot.ids.copy_(self._choose(logits, temperature, generator))
             out[:, :1].copy_(slot.ids)
@@ -295,7 +305,7 @@ class StaticDecoder:
             raise ValueError("fixed text needs at least one reference token")
         slot = self.prepare(1, width + count, greedy=True, forced=True)
         out = torch.empty(1, count, dtype=torch.long, device=self.device)
-        with torch.inference_mode(), self.attention_scope():
+        with torch.inference_mode(), self.scope():
             slot.reference[0, :count].copy_(reference)
             logits = self._prefill(slot, input_ids, attention_mask)
             slot.choice.copy_(logits.argmax(dim=-1, keepdim=True))  # generation's work at the first token
