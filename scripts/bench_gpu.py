@@ -132,9 +132,10 @@ def time_eager(model: torch.nn.Module, batch: int, prompt_tokens: int, new_token
     return {"e2e_s": seconds, "tokens": int(out.shape[1] - prompt_tokens), "e2e_tokens_per_s": batch * new_tokens / seconds}
 
 
-def equality_check(device: torch.device, tuning: str | None = None) -> dict[str, Any]:
+def equality_check(device: torch.device, tuning: str | None = None, pack_projections: bool = False) -> dict[str, Any]:
     """Greedy tokens of the fast path vs eager generate(), float32, a small Llama-shaped synthetic model.
-    `tuning`: check the inductor-compiled step with that tuning instead of the eager-kernel step."""
+    `tuning`: check the inductor-compiled step with that tuning instead of the eager-kernel step;
+    `pack_projections`: the step with q/k/v and gate/up packed."""
     from transformers import GenerationConfig
 
     data = {**architecture_dict("llama-2-7b"), "hidden_size": 512, "intermediate_size": 1376, "num_hidden_layers": 4,
@@ -142,7 +143,8 @@ def equality_check(device: torch.device, tuning: str | None = None) -> dict[str,
     model = synthetic_model(build_config(data), device, torch.float32, std=0.05)
     if tuning is not None:
         torch._dynamo.reset()
-    decoder = StaticDecoder(model, eos_token_ids=[2], inductor=tuning is not None, tuning=tuning or "default")
+    decoder = StaticDecoder(model, eos_token_ids=[2], inductor=tuning is not None, tuning=tuning or "default",
+                            pack_projections=pack_projections)
     generator = torch.Generator(device=device).manual_seed(1)
     lengths = [37, 12, 64, 5]
     width = max(lengths)
@@ -165,7 +167,8 @@ def equality_check(device: torch.device, tuning: str | None = None) -> dict[str,
             singles.append(float((eager == decoder.generate(one, one_mask, new)).float().mean()))
         result["batch1_equal_tokens"] = singles
     result["exact"] = result["batch_equal_tokens"] == 1.0 and all(value == 1.0 for value in singles)
-    result["step"] = f"inductor[{tuning}]" if tuning else "eager kernels"
+    result["step"] = ((f"inductor[{tuning}]" if tuning else "eager kernels")
+                      + (", packed projections" if pack_projections else ""))
     return result
 
 
@@ -310,8 +313,9 @@ def main() -> None:
     parser.add_argument("--window-before", action="store_true",
                         help="also time the first tuning on the earlier path: attention over the whole static cache, "
                              "separate projections")
-    parser.add_argument("--pack-before", action="store_true",
-                        help="also time the first tuning with the model's separate q/k/v and gate/up products")
+    parser.add_argument("--packed", action="store_true",
+                        help="also time the first tuning with q/k/v and gate/up packed into one product each "
+                             "(pack_projections = true), and check its greedy tokens")
     parser.add_argument("--full-run", type=Path, default=None, help="a config to run end to end with `artifact run`")
     parser.add_argument("--data-mirror", type=Path, default=None)
     parser.add_argument("--skip-models", action="store_true")
@@ -327,6 +331,10 @@ def main() -> None:
     report["equality"] = [equality_check(device)]
     for tuning in [t for t in args.equality_tunings.split(",") if t]:
         report["equality"].append(equality_check(device, tuning))
+    if args.packed:
+        report["equality"].append(equality_check(device, pack_projections=True))
+        for tuning in [t for t in args.equality_tunings.split(",") if t]:
+            report["equality"].append(equality_check(device, tuning, pack_projections=True))
     for check in report["equality"]:
         print("greedy equality vs eager generate (fp32):", check, flush=True)
     rows: list[dict[str, Any]] = []
@@ -341,14 +349,13 @@ def main() -> None:
         info = model_info(model)
         tunings = [tuning for tuning in args.tunings.split(",") if tuning] if name in args.inductor.split(",") else []
         # (label, inductor, tuning, attention window step, packed projections)
-        variants = [] if args.no_plain_graph else [("graph", False, "default", WINDOW_BUCKET, True)]
+        variants = [] if args.no_plain_graph else [("graph", False, "default", WINDOW_BUCKET, False)]
         for tuning in tunings:
-            variants.append((f"graph+inductor[{tuning}]", True, tuning, WINDOW_BUCKET, True))
-            if args.pack_before and tuning == tunings[0]:  # the same step with the model's separate projections
-                variants.append((f"graph+inductor[{tuning}] separate projections", True, tuning, WINDOW_BUCKET, False))
-            if args.window_before and tuning == tunings[0]:  # the earlier path: whole-cache attention, separate
-                variants.append((f"graph+inductor[{tuning}] whole-cache attention, separate projections", True, tuning,
-                                 0, False))
+            variants.append((f"graph+inductor[{tuning}]", True, tuning, WINDOW_BUCKET, False))
+            if args.packed and tuning == tunings[0]:  # the same step with q/k/v and gate/up packed
+                variants.append((f"graph+inductor[{tuning}] packed projections", True, tuning, WINDOW_BUCKET, True))
+            if args.window_before and tuning == tunings[0]:  # the earlier path: the model's own whole-cache attention
+                variants.append((f"graph+inductor[{tuning}] whole-cache attention", True, tuning, 0, False))
         modes = [("latency", 1, False), ("throughput", args.throughput_batch, False)]
         if args.fixed_text:
             modes.insert(1, ("fixed_text", 1, True))

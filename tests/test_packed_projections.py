@@ -98,6 +98,32 @@ def test_decoder_steps_packed_and_separate_agree() -> None:
     assert torch.allclose(outputs[True], outputs[False], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
+def test_compiled_packed_step_is_one_graph_with_eager_generates_tokens(tmp_path, monkeypatch) -> None:
+    """Under torch.compile the members' shared product traces into the step's one graph (no graph break, nothing
+    compiled again on the next call) and the packed step keeps eager generate()'s greedy tokens."""
+    from torch._dynamo.utils import counters
+    from transformers import GenerationConfig
+
+    from artifact.engines.compile_cache import CACHE_ENV
+
+    monkeypatch.delenv(CACHE_ENV, raising=False)
+    monkeypatch.setenv("R2_CACHE_DIR", str(tmp_path / "cache"))
+    model = _model()
+    ids = torch.randint(3, 512, (1, 20), generator=torch.Generator().manual_seed(4))
+    config = GenerationConfig(max_new_tokens=10, min_new_tokens=10, do_sample=False, eos_token_id=2, pad_token_id=0)
+    with torch.inference_mode():
+        expected = model.generate(ids, attention_mask=torch.ones_like(ids), generation_config=config)[:, 20:]
+    torch._dynamo.reset()
+    counters.clear()
+    decoder = StaticDecoder(model, eos_token_ids=[2], inductor=True, pack_projections=True)
+    assert torch.equal(decoder.generate(ids, torch.ones_like(ids), 10), expected)
+    graphs = counters["stats"]["unique_graphs"]
+    assert graphs == 1 and not counters["graph_break"]
+    assert torch.equal(decoder.generate(ids, torch.ones_like(ids), 10), expected)
+    assert counters["stats"]["unique_graphs"] == graphs
+
+
 def test_a_member_called_with_another_input_fails_loudly() -> None:
     model = _model()
     pack(model)
@@ -156,15 +182,15 @@ def test_pack_projections_is_a_config_setting_recorded_by_the_engine(tiny_pair, 
     source = Path("artifact/configs/smoke.toml").read_text()
     config = tmp_path / "c.toml"
     config.write_text(source)
+    assert load_config(config).engine.transformers.pack_projections is False  # off until measured on a GPU
+    config.write_text(source + "\n[engine.transformers]\npack_projections = true\n")
     assert load_config(config).engine.transformers.pack_projections is True
-    config.write_text(source + "\n[engine.transformers]\npack_projections = false\n")
-    assert load_config(config).engine.transformers.pack_projections is False
     config.write_text(source + "\n[engine.transformers]\npack_projections = \"yes\"\n")
     with pytest.raises(ConfigError, match="pack_projections"):
         load_config(config)
     for pack_projections, expected in ((True, "packed, one matrix product per group: 2 x (q_proj, k_proj, v_proj); "
                                                "2 x (gate_proj, up_proj)"),
-                                       (False, "separate products")):
+                                       (False, "separate products")):  # (the tiny model has two layers)
         engine = TransformersEngine(EngineSettings(dtype="float32", device="cpu", transformers=TransformersSettings(
             compile=True, pack_projections=pack_projections)))
         engine.load(resolve_model(ModelSpec(name="t", role="candidate", builtin="tiny-baseline")))

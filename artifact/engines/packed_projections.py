@@ -4,7 +4,8 @@ as one, gate and up as one (vLLM packs them the same way).
 Why: at batch 1 the weight products are ~85% of a decode step, and cuBLAS runs them better the larger they are. On
 an H100, a 4096x4096 product (q, k, v or o of a 7B Llama-2 layer) moved ~68% of copy bandwidth while q, k and v
 packed into one 4096x12288 product moved ~91%; the weight products of a whole step took 5.19 ms packed against
-5.55 ms separate (`scripts/bench_gemv.py`, docs/performance.md).
+5.55 ms separate (`scripts/bench_gemv.py`, docs/performance.md). `[engine.transformers] pack_projections` turns
+it on; it is off by default until the whole decode step has been timed with it on a GPU (`make bench`, `--packed`).
 
 How: `pack(model)` concatenates each group's weights (and biases) into one tensor once, and makes each module's
 weight a view of its rows: the same values, no second copy, so the model's own forward (and eager `generate()`,

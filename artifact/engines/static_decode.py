@@ -28,9 +28,9 @@ Attention windows (`windowed_attention.py`): a step's attention reads only the c
 up to 64, not the whole cache. The host knows which slot each step writes (prompt width + step index; every row of
 a left-padded batch writes the same slot), so it picks the window without asking the device; each window has its
 own captured graph of the same compiled step (one compile, a few milliseconds of capture per window).
-Packed projections (`packed_projections.py`): inside the decoder's calls q/k/v and gate/up run as one matrix product
-each (their weights packed once into one tensor, the modules' own weights views of it); the model's own forward,
-outside the decoder, is unchanged.
+Packed projections (`packed_projections.py`, `pack_projections = true`; off by default until measured on a GPU):
+inside the decoder's calls q/k/v and gate/up run as one matrix product each (their weights packed once into one
+tensor, the modules' own weights views of it); the model's own forward, outside the decoder, is unchanged.
 
 On a CPU (tests, CI) the same step function runs without capture: identical code path, eager kernels.
 Left padding: each row has its own positions (count of its real tokens) and its padded key slots stay masked;
@@ -95,7 +95,7 @@ class StaticDecoder:
 
     def __init__(self, model: torch.nn.Module, *, eos_token_ids: list[int], cuda_graph: bool | None = None,
                  inductor: bool = False, tuning: str = "default", window_bucket: int = WINDOW_BUCKET,
-                 pack_projections: bool = True) -> None:
+                 pack_projections: bool = False) -> None:
         self.model = model
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
