@@ -352,10 +352,10 @@ def main() -> None:
         variants = [] if args.no_plain_graph else [("graph", False, "default", WINDOW_BUCKET, False)]
         for tuning in tunings:
             variants.append((f"graph+inductor[{tuning}]", True, tuning, WINDOW_BUCKET, False))
-            if args.packed and tuning == tunings[0]:  # the same step with q/k/v and gate/up packed
-                variants.append((f"graph+inductor[{tuning}] packed projections", True, tuning, WINDOW_BUCKET, True))
             if args.window_before and tuning == tunings[0]:  # the earlier path: the model's own whole-cache attention
                 variants.append((f"graph+inductor[{tuning}] whole-cache attention", True, tuning, 0, False))
+        if args.packed and tunings:  # last: packing turns the model's weights into views of packed tensors for good
+            variants.append((f"graph+inductor[{tunings[0]}] packed projections", True, tunings[0], WINDOW_BUCKET, True))
         modes = [("latency", 1, False), ("throughput", args.throughput_batch, False)]
         if args.fixed_text:
             modes.insert(1, ("fixed_text", 1, True))

@@ -89,6 +89,9 @@ def test_decoder_steps_packed_and_separate_agree() -> None:
         slot = decoder.prepare(1, ids.shape[1] + 8)
         rows = []
         with torch.inference_mode(), decoder.scope():
+            layer = model.model.layers[1]
+            assert isinstance(layer.self_attn.v_proj, PackedMember) == pack_projections
+            assert isinstance(layer.mlp.gate_proj, PackedMember) == pack_projections
             rows.append(decoder._prefill(slot, ids, torch.ones_like(ids)).clone())
             slot.ids.copy_(rows[0].argmax(dim=-1, keepdim=True))
             for index in range(1, 8):
@@ -120,8 +123,27 @@ def test_compiled_packed_step_is_one_graph_with_eager_generates_tokens(tmp_path,
     assert torch.equal(decoder.generate(ids, torch.ones_like(ids), 10), expected)
     graphs = counters["stats"]["unique_graphs"]
     assert graphs == 1 and not counters["graph_break"]
-    assert torch.equal(decoder.generate(ids, torch.ones_like(ids), 10), expected)
-    assert counters["stats"]["unique_graphs"] == graphs
+    # The compiled step reads the packed weights, not the modules' own: give the modules copies of their rows and
+    # zero the packed tensors; the step's tokens must change (a step that ran separate products would keep them).
+    with torch.no_grad():
+        for group in decoder.packed_groups:
+            for module in group.originals:
+                module.weight.data = module.weight.data.clone()
+            group.weight.zero_()
+    assert not torch.equal(decoder.generate(ids, torch.ones_like(ids), 10), expected)
+    assert counters["stats"]["unique_graphs"] == graphs  # and nothing was compiled again
+
+
+def test_packed_blocks_nest_and_put_back_what_was_there() -> None:
+    model = _model()
+    pack(model)
+    attention = model.model.layers[0].self_attn
+    with packed(model):
+        member = attention.q_proj
+        with packed(model):
+            assert attention.q_proj is member
+        assert attention.q_proj is member  # the inner block left the outer one's members in place
+    assert type(attention.q_proj) is nn.Linear
 
 
 def test_a_member_called_with_another_input_fails_loudly() -> None:
@@ -196,3 +218,9 @@ def test_pack_projections_is_a_config_setting_recorded_by_the_engine(tiny_pair, 
         engine.load(resolve_model(ModelSpec(name="t", role="candidate", builtin="tiny-baseline")))
         assert engine.describe()["static_decode_projections"].startswith(expected)
         assert bool(engine.decoder.packed_groups) == pack_projections
+    # Without compile, free generation is the model's own generate(): fixed text keeps its separate products too
+    engine = TransformersEngine(EngineSettings(dtype="float32", device="cpu", transformers=TransformersSettings(
+        pack_projections=True)))
+    engine.load(resolve_model(ModelSpec(name="t", role="candidate", builtin="tiny-baseline")))
+    assert engine.describe()["static_decode_projections"].startswith("separate products (pack_projections applies")
+    assert engine._fixed_text_decoder().packed_groups == []

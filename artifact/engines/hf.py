@@ -247,9 +247,9 @@ class TransformersEngine(Engine):
         if self._eager_decoder is None:
             from artifact.engines.static_decode import StaticDecoder
 
+            # Separate products, as the model.generate() of this configuration's free generation runs them
             self._eager_decoder = StaticDecoder(self.model, eos_token_ids=self._eos_ids(), cuda_graph=False,
-                                                window_bucket=self._attention_window(),
-                                                pack_projections=self._pack_projections())
+                                                window_bucket=self._attention_window())
         return self._eager_decoder
 
     def _generate_fixed_text(self, requests: Sequence[GenerationRequest]) -> list[GenerationOutput]:
@@ -372,6 +372,8 @@ class TransformersEngine(Engine):
 
         if not self._pack_projections():
             return "separate products, as in the model's own forward"
+        if not getattr(self.settings.transformers, "compile", False):
+            return "separate products (pack_projections applies to the compiled decode path, compile = true)"
         groups = packable(self.model) if self.model is not None else []
         if not groups:
             return "separate products (no q/k/v or gate/up projections found to pack)"

@@ -1,10 +1,11 @@
 """Projections that read the same input run as one matrix product in the static decode path: query, key and value
 as one, gate and up as one (vLLM packs them the same way).
 
-Why: at batch 1 the weight products are ~85% of a decode step, and cuBLAS runs them better the larger they are. On
-an H100, a 4096x4096 product (q, k, v or o of a 7B Llama-2 layer) moved ~68% of copy bandwidth while q, k and v
-packed into one 4096x12288 product moved ~91%; the weight products of a whole step took 5.19 ms packed against
-5.55 ms separate (`scripts/bench_gemv.py`, docs/performance.md). `[engine.transformers] pack_projections` turns
+Why: at batch 1 the weight products are ~85% of a decode step, and cuBLAS runs the small ones worst. On an H100,
+a 4096x4096 product (q, k, v or o of a 7B Llama-2 layer) moved ~68% of copy bandwidth while q, k and v packed into
+one 4096x12288 product moved ~91% (36.7 us against 48.6 us for the three, under each cuBLAS setting timed); gate/up
+packed gained at batch 32 but not at batch 1. The weight products of a whole step took 5.19 ms packed against
+5.55 ms separate (`scripts/bench_gemv.py`, one run per setting; docs/performance.md). `[engine.transformers] pack_projections` turns
 it on; it is off by default until the whole decode step has been timed with it on a GPU (`make bench`, `--packed`).
 
 How: `pack(model)` concatenates each group's weights (and biases) into one tensor once, and makes each module's
@@ -59,8 +60,9 @@ class PackedMember(nn.Module):
         if group.product is None:
             group.product, group.source, group.served = F.linear(hidden, group.weight, group.bias), hidden, 0
         elif group.source is not hidden:
-            raise RuntimeError(f"packed projections {group.names} were called with different inputs; "
-                               "set [engine.transformers] pack_projections = false for this model")
+            raise RuntimeError(f"packed projections {group.names} were not called once each with one input (a module "
+                               "called twice, or with another input); set [engine.transformers] pack_projections = "
+                               "false for this model")
         start, end = self.group.bounds[self.index]
         out = group.product[..., start:end]
         group.served += 1
@@ -117,9 +119,10 @@ def pack(model: nn.Module) -> list[PackedGroup]:
 
 @contextmanager
 def packed(model: nn.Module) -> Iterator[None]:
-    """Inside this block each packed group's modules are its members (one product per group); restored after.
-    A model that was not packed runs unchanged."""
+    """Inside this block each packed group's modules are its members (one product per group); whatever was there
+    before is put back after (so blocks nest). A model that was not packed runs unchanged."""
     groups, members = getattr(model, _ATTRIBUTE, ([], []))
+    previous = [[group.parent._modules[name] for name in group.names] for group in groups]
     for group, group_members in zip(groups, members):
         group.product, group.source, group.served = None, None, 0
         for name, member in zip(group.names, group_members):
@@ -127,7 +130,7 @@ def packed(model: nn.Module) -> Iterator[None]:
     try:
         yield
     finally:
-        for group in groups:
-            group.product, group.source = None, None
-            for name, original in zip(group.names, group.originals):
-                group.parent._modules[name] = original
+        for group, modules in zip(groups, previous):
+            group.product, group.source, group.served = None, None, 0
+            for name, module in zip(group.names, modules):
+                group.parent._modules[name] = module
