@@ -5,8 +5,9 @@ Why: at batch 1 the weight products are ~85% of a decode step, and cuBLAS runs t
 a 4096x4096 product (q, k, v or o of a 7B Llama-2 layer) moved ~68% of copy bandwidth while q, k and v packed into
 one 4096x12288 product moved ~91% (36.7 us against 48.6 us for the three, under each cuBLAS setting timed); gate/up
 packed gained at batch 32 but not at batch 1. The weight products of a whole step took 5.19 ms packed against
-5.55 ms separate (`scripts/bench_gemv.py`, one run per setting; docs/performance.md). `[engine.transformers] pack_projections` turns
-it on; it is off by default until the whole decode step has been timed with it on a GPU (`make bench`, `--packed`).
+5.55 ms separate (`scripts/bench_gemv.py`, one run per setting; docs/performance.md).
+`[engine.transformers] pack_projections` turns it on; it is off by default until the whole decode step has been
+timed with it on a GPU (`make bench`, `--packed`).
 
 How: `pack(model)` concatenates each group's weights (and biases) into one tensor once, and makes each module's
 weight a view of its rows: the same values, no second copy, so the model's own forward (and eager `generate()`,
@@ -63,7 +64,7 @@ class PackedMember(nn.Module):
             raise RuntimeError(f"packed projections {group.names} were not called once each with one input (a module "
                                "called twice, or with another input); set [engine.transformers] pack_projections = "
                                "false for this model")
-        start, end = self.group.bounds[self.index]
+        start, end = group.bounds[self.index]
         out = group.product[..., start:end]
         group.served += 1
         if group.served == len(group.names):

@@ -9,7 +9,8 @@ passes its explicit 4-D mask (prefill and decode steps) attention goes through o
 `r2::windowed_sdpa`, which slices keys, values and mask to the active window (the written slots rounded up to
 `WINDOW_BUCKET`) before SDPA. The decoder passes that mask additive (0 / -inf in the model's dtype), built once per
 step: SDPA turns a boolean mask into an additive one itself, and inside the opaque op it did so in every layer (an
-elementwise and two fill kernels per layer, ~0.15 ms per step at batch 1 on an H100; docs/performance.md). The window is a Python int read when the op runs, not when it is traced:
+elementwise and two fill kernels per layer, ~0.15 ms per step at batch 1 on an H100; docs/performance.md).
+The window is a Python int read when the op runs, not when it is traced:
 torch.compile treats the op as opaque, so one compile serves every window, and the decoder captures one CUDA
 graph per window, each with its own slice.
 Anything else (no mask, a mask of another dtype, dropout) goes to transformers' own SDPA function unchanged.
