@@ -80,9 +80,10 @@ class TransformersSettings:
     # Static decode attention reads the written cache slots rounded up to this many (windowed_attention.py);
     # 0 reads the whole static cache at every step.
     attention_window: int = 64
-    # q/k/v and gate/up projections as one matrix product each in the static decode path (packed_projections.py);
-    # off until its whole-step effect is measured on a GPU (docs/performance.md, issue 14 fourth session)
-    pack_projections: bool = False
+    # q/k/v and gate/up projections as one matrix product each in the compiled static decode path
+    # (packed_projections.py); on an H100 the step went from 72.2% to 77.7% of the roofline at batch 1 with the same
+    # greedy tokens (docs/performance.md, issue 14 fifth session)
+    pack_projections: bool = True
 
 
 @dataclass(frozen=True)
@@ -462,7 +463,7 @@ def _parse_engine(table: Table) -> EngineSettings:
         transformers=TransformersSettings(compile=hf_table.get("compile", bool, False),
                                           tuning=hf_table.choice("tuning", tuple(TUNINGS), "default"),
                                           attention_window=_attention_window(hf_table),
-                                          pack_projections=hf_table.get("pack_projections", bool, False)),
+                                          pack_projections=hf_table.get("pack_projections", bool, True)),
         vllm=VLLMSettings(
             gpu_memory_utilization=vllm_table.get("gpu_memory_utilization", float, 0.9),
             enable_chunked_prefill=vllm_table.get("enable_chunked_prefill", bool, True),

@@ -1,6 +1,9 @@
 """GPU benchmark of the weight products of one decode step, shape by shape: how close each matrix-vector product
 of a 7B Llama-2 layer comes to the copy bandwidth, with the projections separate (as transformers runs them) and
-fused (query/key/value as one product, gate/up as one, as vLLM runs them), under a few cuBLAS settings.
+fused (query/key/value as one product, gate/up as one, as vLLM runs them), under a few cuBLAS settings and in two
+weight layouts: (outputs, inputs) as nn.Linear stores it, and the same values stored (inputs, outputs), which a
+Linear module can hold as a transposed view without any change to the model's code. The layout decides which cuBLAS
+kernel runs (at batch 1 the square products take a split-K kernel plus a separate reduction kernel).
 
 Why: at batch 1 the weight products are ~85% of the decode step and run at ~82% of copy bandwidth
 (docs/performance.md); this tells whether fusing projections or a cuBLAS setting would move that, before any
@@ -31,6 +34,7 @@ from artifact.architectures import SWALLOW_VOCAB, architecture_dict  # noqa: E40
 from artifact.measure.roofline import measure_copy_bandwidth  # noqa: E402
 
 SETTINGS = ("default", "no-reduced-precision-reduction", "cublaslt")
+LAYOUTS = ("out-major", "in-major")  # weight stored (outputs, inputs) as nn.Linear does, or (inputs, outputs)
 
 
 @contextmanager
@@ -59,9 +63,16 @@ def layer_shapes(hidden: int, intermediate: int, heads: int, kv_heads: int) -> d
             "qkv": (hidden, hidden + 2 * kv), "gate_up": (hidden, 2 * intermediate)}
 
 
-def time_products(inputs: int, outputs: int, rows: int, layers: int, replays: int) -> dict[str, Any]:
-    """`layers` products (rows x inputs) @ (inputs x outputs) over distinct bf16 weights, one CUDA graph."""
-    weights = [torch.randn(outputs, inputs, device="cuda", dtype=torch.bfloat16) * 0.02 for _ in range(layers)]
+def time_products(inputs: int, outputs: int, rows: int, layers: int, replays: int,
+                  layout: str = "out-major") -> dict[str, Any]:
+    """`layers` products (rows x inputs) @ (inputs x outputs) over distinct bf16 weights, one CUDA graph. Each weight
+    is an (outputs, inputs) tensor as nn.Linear holds it; `in-major`: a transposed view of (inputs, outputs) storage."""
+    if layout not in LAYOUTS:
+        raise SystemExit(f"unknown layout {layout!r}; choose from {', '.join(LAYOUTS)}")
+    shape = (outputs, inputs) if layout == "out-major" else (inputs, outputs)
+    weights = [torch.randn(*shape, device="cuda", dtype=torch.bfloat16) * 0.02 for _ in range(layers)]
+    if layout == "in-major":
+        weights = [weight.t() for weight in weights]
     x = torch.randn(rows, inputs, device="cuda", dtype=torch.bfloat16)
     outs = [torch.empty(rows, outputs, device="cuda", dtype=torch.bfloat16) for _ in range(layers)]
 
@@ -94,7 +105,7 @@ def time_products(inputs: int, outputs: int, rows: int, layers: int, replays: in
     error = float((reference - outs[0].float()).abs().max())
     del weights, outs, graph
     torch.cuda.empty_cache()
-    return {"inputs": inputs, "outputs": outputs, "rows": rows, "products": layers,
+    return {"inputs": inputs, "outputs": outputs, "rows": rows, "products": layers, "layout": layout,
             "ms_per_product": round(median / layers * 1e3, 5), "gb_per_s": round(weight_bytes / median / 1e9, 1),
             "max_abs_error_vs_linear": error}
 
@@ -104,9 +115,14 @@ def main() -> None:
     parser.add_argument("--architecture", default="llama-2-7b")
     parser.add_argument("--rows", default="1,32", help="comma-separated batch rows")
     parser.add_argument("--settings", default=",".join(SETTINGS), help=f"comma-separated, of: {', '.join(SETTINGS)}")
+    parser.add_argument("--layouts", default=",".join(LAYOUTS), help=f"comma-separated, of: {', '.join(LAYOUTS)}")
     parser.add_argument("--replays", type=int, default=20)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
+    for name, chosen, allowed in (("setting", args.settings, SETTINGS), ("layout", args.layouts, LAYOUTS)):
+        unknown = [value for value in chosen.split(",") if value not in allowed]
+        if unknown:
+            raise SystemExit(f"unknown {name} {', '.join(unknown)}; choose from {', '.join(allowed)}")
     if not torch.cuda.is_available():
         raise SystemExit("bench_gemv.py times GPU products; no CUDA device is visible")
     arch = architecture_dict(args.architecture)
@@ -119,23 +135,25 @@ def main() -> None:
     print(f"{torch.cuda.get_device_name(0)}; copy bandwidth {bandwidth:,.0f} GB/s; {layers} layers", flush=True)
     results: dict[str, Any] = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__,
                                "copy_gb_per_s": bandwidth, "architecture": args.architecture, "runs": []}
-    for setting in args.settings.split(","):
-        for rows in (int(value) for value in args.rows.split(",")):
-            with blas_setting(setting):
-                timed = {name: time_products(*shape, rows, layers, args.replays) for name, shape in shapes.items()}
-                timed.update({name: time_products(*shape, rows, 1, args.replays * 8) for name, shape in heads.items()})
-            per_layer_separate = sum(timed[name]["ms_per_product"] for name in ("q", "k", "v", "o", "gate", "up", "down"))
-            per_layer_fused = sum(timed[name]["ms_per_product"] for name in ("qkv", "o", "gate_up", "down"))
-            lm = timed["lm_head_32000"]["ms_per_product"]
-            run = {"setting": setting, "rows": rows, "shapes": timed,
-                   "step_ms_separate": round(layers * per_layer_separate + lm, 4),
-                   "step_ms_fused": round(layers * per_layer_fused + lm, 4)}
-            results["runs"].append(run)
-            print(f"\n{setting}, {rows} row(s): weight products per step {run['step_ms_separate']:.3f} ms separate, "
-                  f"{run['step_ms_fused']:.3f} ms fused (q/k/v and gate/up as one product each)")
-            for name, row in timed.items():
-                print(f"  {name:>14} {row['inputs']:>6}->{row['outputs']:<6} {row['ms_per_product'] * 1e3:8.1f} us "
-                      f"{row['gb_per_s']:8.1f} GB/s {100 * row['gb_per_s'] / bandwidth:5.1f}% of copy", flush=True)
+    runs = [(setting, layout, int(rows)) for setting in args.settings.split(",") for layout in args.layouts.split(",")
+            for rows in args.rows.split(",")]
+    for setting, layout, rows in runs:
+        with blas_setting(setting):
+            timed = {name: time_products(*shape, rows, layers, args.replays, layout) for name, shape in shapes.items()}
+            timed.update({name: time_products(*shape, rows, 1, args.replays * 8, layout) for name, shape in heads.items()})
+        per_layer_separate = sum(timed[name]["ms_per_product"] for name in ("q", "k", "v", "o", "gate", "up", "down"))
+        per_layer_fused = sum(timed[name]["ms_per_product"] for name in ("qkv", "o", "gate_up", "down"))
+        lm = timed["lm_head_32000"]["ms_per_product"]
+        run = {"setting": setting, "layout": layout, "rows": rows, "shapes": timed,
+               "step_ms_separate": round(layers * per_layer_separate + lm, 4),
+               "step_ms_fused": round(layers * per_layer_fused + lm, 4)}
+        results["runs"].append(run)
+        print(f"\n{setting}, weights {layout}, {rows} row(s): weight products per step "
+              f"{run['step_ms_separate']:.3f} ms separate, {run['step_ms_fused']:.3f} ms fused (q/k/v and gate/up as "
+              "one product each)")
+        for name, row in timed.items():
+            print(f"  {name:>14} {row['inputs']:>6}->{row['outputs']:<6} {row['ms_per_product'] * 1e3:8.1f} us "
+                  f"{row['gb_per_s']:8.1f} GB/s {100 * row['gb_per_s'] / bandwidth:5.1f}% of copy", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
 

@@ -204,9 +204,9 @@ def test_pack_projections_is_a_config_setting_recorded_by_the_engine(tiny_pair, 
     source = Path("artifact/configs/smoke.toml").read_text()
     config = tmp_path / "c.toml"
     config.write_text(source)
-    assert load_config(config).engine.transformers.pack_projections is False  # off until measured on a GPU
-    config.write_text(source + "\n[engine.transformers]\npack_projections = true\n")
-    assert load_config(config).engine.transformers.pack_projections is True
+    assert load_config(config).engine.transformers.pack_projections is True  # on by default (measured on an H100)
+    config.write_text(source + "\n[engine.transformers]\npack_projections = false\n")
+    assert load_config(config).engine.transformers.pack_projections is False
     config.write_text(source + "\n[engine.transformers]\npack_projections = \"yes\"\n")
     with pytest.raises(ConfigError, match="pack_projections"):
         load_config(config)

@@ -365,7 +365,7 @@ class TransformersEngine(Engine):
         return window if self.model is None or can_window(self.model) else 0
 
     def _pack_projections(self) -> bool:
-        return bool(getattr(self.settings.transformers, "pack_projections", False))
+        return bool(getattr(self.settings.transformers, "pack_projections", True))
 
     def _projections_description(self) -> str:
         from artifact.engines.packed_projections import packable

@@ -28,7 +28,7 @@ Attention windows (`windowed_attention.py`): a step's attention reads only the c
 up to 64, not the whole cache. The host knows which slot each step writes (prompt width + step index; every row of
 a left-padded batch writes the same slot), so it picks the window without asking the device; each window has its
 own captured graph of the same compiled step (one compile, a few milliseconds of capture per window).
-Packed projections (`packed_projections.py`, `pack_projections = true`; off by default until measured on a GPU):
+Packed projections (`packed_projections.py`, `pack_projections = true`, the default; compiled path only):
 inside the decoder's calls q/k/v and gate/up run as one matrix product each (their weights packed once into one
 tensor, the modules' own weights views of it); the model's own forward, outside the decoder, is unchanged.
 
