@@ -91,7 +91,7 @@ reproduce: setup ## The real experiment on this host's GPU (CONFIG=r2-swallow-7b
 	       "(the pipeline on the tiny model pair, CPU only); on a GPU host use 'make docker-reproduce'."; exit 2; }
 	$(ARTIFACT) run $(CONFIG) --output $(RUNS)
 
-BENCH_ARGS ?= --models swallow-7b,llama-2-7b --inductor llama-2-7b --tunings default,coordinate-descent --fixed-text --window-before --packed --profile default --equality-tunings default
+BENCH_ARGS ?= --models swallow-7b,llama-2-7b --inductor llama-2-7b --tunings default,coordinate-descent --fixed-text --window-before --packed --in-major --profile default --equality-tunings default
 bench: setup ## GPU benchmark: decode tokens/s against the bandwidth roofline measured in the same run (docs/performance.md)
 	@$(PY) -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" || { \
 	  echo "make bench times the GPU decode path and needs a GPU visible to torch; none is."; exit 2; }

@@ -26,6 +26,7 @@ ENGINES = ("transformers", "vllm", "auto")
 MODES = ("latency", "throughput", "fixed_text")
 WEIGHTS = ("real", "synthetic")
 DTYPES = ("bfloat16", "float16", "float32", "auto")
+WEIGHT_LAYOUTS = ("out-major", "in-major")  # [engine.transformers] weight_layout (engines/weight_layout.py)
 DEVICES = ("auto", "cpu", "cuda")
 _SHA = re.compile(r"^[0-9a-f]{40}$")
 # experiment.name names the run directory: one path component, no separators, no "." or "..", and short enough
@@ -84,6 +85,9 @@ class TransformersSettings:
     # (packed_projections.py); on an H100 the step went from 72.2% to 77.7% of the roofline at batch 1 with the same
     # greedy tokens (docs/performance.md, issue 14 fifth session)
     pack_projections: bool = True
+    # "in-major": the decoder layers' projection weights stored (inputs, outputs) (weight_layout.py); faster products
+    # on an H100 (call 11) but the whole step not yet timed that way, so "out-major" (as loaded) by default
+    weight_layout: str = "out-major"
 
 
 @dataclass(frozen=True)
@@ -463,7 +467,8 @@ def _parse_engine(table: Table) -> EngineSettings:
         transformers=TransformersSettings(compile=hf_table.get("compile", bool, False),
                                           tuning=hf_table.choice("tuning", tuple(TUNINGS), "default"),
                                           attention_window=_attention_window(hf_table),
-                                          pack_projections=hf_table.get("pack_projections", bool, True)),
+                                          pack_projections=hf_table.get("pack_projections", bool, True),
+                                          weight_layout=hf_table.choice("weight_layout", WEIGHT_LAYOUTS, "out-major")),
         vllm=VLLMSettings(
             gpu_memory_utilization=vllm_table.get("gpu_memory_utilization", float, 0.9),
             enable_chunked_prefill=vllm_table.get("enable_chunked_prefill", bool, True),

@@ -132,10 +132,12 @@ def time_eager(model: torch.nn.Module, batch: int, prompt_tokens: int, new_token
     return {"e2e_s": seconds, "tokens": int(out.shape[1] - prompt_tokens), "e2e_tokens_per_s": batch * new_tokens / seconds}
 
 
-def equality_check(device: torch.device, tuning: str | None = None, pack_projections: bool = False) -> dict[str, Any]:
+def equality_check(device: torch.device, tuning: str | None = None, pack_projections: bool = False,
+                   weight_layout: str = "out-major") -> dict[str, Any]:
     """Greedy tokens of the fast path vs eager generate(), float32, a small Llama-shaped synthetic model.
     `tuning`: check the inductor-compiled step with that tuning instead of the eager-kernel step;
-    `pack_projections`: the step with q/k/v and gate/up packed."""
+    `pack_projections`: the step with q/k/v and gate/up packed; `weight_layout`: the projections stored so (the
+    eager reference runs the same stored weights: the layout changes the kernels, not the values)."""
     from transformers import GenerationConfig
 
     data = {**architecture_dict("llama-2-7b"), "hidden_size": 512, "intermediate_size": 1376, "num_hidden_layers": 4,
@@ -144,7 +146,7 @@ def equality_check(device: torch.device, tuning: str | None = None, pack_project
     if tuning is not None:
         torch._dynamo.reset()
     decoder = StaticDecoder(model, eos_token_ids=[2], inductor=tuning is not None, tuning=tuning or "default",
-                            pack_projections=pack_projections)
+                            pack_projections=pack_projections, weight_layout=weight_layout)
     generator = torch.Generator(device=device).manual_seed(1)
     lengths = [37, 12, 64, 5]
     width = max(lengths)
@@ -168,7 +170,8 @@ def equality_check(device: torch.device, tuning: str | None = None, pack_project
         result["batch1_equal_tokens"] = singles
     result["exact"] = result["batch_equal_tokens"] == 1.0 and all(value == 1.0 for value in singles)
     result["step"] = ((f"inductor[{tuning}]" if tuning else "eager kernels")
-                      + (", packed projections" if pack_projections else ""))
+                      + (", packed projections" if pack_projections else "")
+                      + (f", weights {weight_layout}" if weight_layout != "out-major" else ""))
     return result
 
 
@@ -315,7 +318,10 @@ def main() -> None:
                              "separate projections")
     parser.add_argument("--packed", action="store_true",
                         help="also time the first tuning with q/k/v and gate/up packed into one product each "
-                             "(pack_projections = true), and check its greedy tokens")
+                             "(pack_projections = true, the engine's default), and check its greedy tokens")
+    parser.add_argument("--in-major", action="store_true",
+                        help="also time the first tuning packed with the projection weights stored in-major "
+                             "(weight_layout = \"in-major\"), last, and check its greedy tokens")
     parser.add_argument("--full-run", type=Path, default=None, help="a config to run end to end with `artifact run`")
     parser.add_argument("--data-mirror", type=Path, default=None)
     parser.add_argument("--skip-models", action="store_true")
@@ -331,10 +337,11 @@ def main() -> None:
     report["equality"] = [equality_check(device)]
     for tuning in [t for t in args.equality_tunings.split(",") if t]:
         report["equality"].append(equality_check(device, tuning))
-    if args.packed:
-        report["equality"].append(equality_check(device, pack_projections=True))
-        for tuning in [t for t in args.equality_tunings.split(",") if t]:
-            report["equality"].append(equality_check(device, tuning, pack_projections=True))
+    for wanted, layout in ((args.packed, "out-major"), (args.in_major, "in-major")):
+        if wanted:
+            report["equality"].append(equality_check(device, pack_projections=True, weight_layout=layout))
+            for tuning in [t for t in args.equality_tunings.split(",") if t]:
+                report["equality"].append(equality_check(device, tuning, pack_projections=True, weight_layout=layout))
     for check in report["equality"]:
         print("greedy equality vs eager generate (fp32):", check, flush=True)
     rows: list[dict[str, Any]] = []
@@ -348,23 +355,29 @@ def main() -> None:
         build_s = time.perf_counter() - began
         info = model_info(model)
         tunings = [tuning for tuning in args.tunings.split(",") if tuning] if name in args.inductor.split(",") else []
-        # (label, inductor, tuning, attention window step, packed projections)
-        variants = [] if args.no_plain_graph else [("graph", False, "default", WINDOW_BUCKET, False)]
+        # (label, inductor, tuning, attention window step, packed projections, weight layout)
+        variants = [] if args.no_plain_graph else [("graph", False, "default", WINDOW_BUCKET, False, "out-major")]
         for tuning in tunings:
-            variants.append((f"graph+inductor[{tuning}]", True, tuning, WINDOW_BUCKET, False))
+            variants.append((f"graph+inductor[{tuning}]", True, tuning, WINDOW_BUCKET, False, "out-major"))
             if args.window_before and tuning == tunings[0]:  # the earlier path: the model's own whole-cache attention
-                variants.append((f"graph+inductor[{tuning}] whole-cache attention", True, tuning, 0, False))
-        if args.packed and tunings:  # last: packing turns the model's weights into views of packed tensors for good
-            variants.append((f"graph+inductor[{tunings[0]}] packed projections", True, tunings[0], WINDOW_BUCKET, True))
+                variants.append((f"graph+inductor[{tuning}] whole-cache attention", True, tuning, 0, False, "out-major"))
+        # Last, in this order: packing turns the model's weights into views of packed tensors for good, and the
+        # in-major layout stores them transposed for good
+        if args.packed and tunings:
+            variants.append((f"graph+inductor[{tunings[0]}] packed projections", True, tunings[0], WINDOW_BUCKET, True,
+                             "out-major"))
+        if args.in_major and tunings:
+            variants.append((f"graph+inductor[{tunings[0]}] packed, in-major", True, tunings[0], WINDOW_BUCKET, True,
+                             "in-major"))
         modes = [("latency", 1, False), ("throughput", args.throughput_batch, False)]
         if args.fixed_text:
             modes.insert(1, ("fixed_text", 1, True))
         modes = [mode for mode in modes if mode[0] in args.modes.split(",")]
-        for label, inductor, tuning, window_bucket, pack_projections in variants:
+        for label, inductor, tuning, window_bucket, pack_projections, weight_layout in variants:
             if inductor:
                 torch._dynamo.reset()  # each tuning compiles its own kernels (the persistent cache keys on settings)
             decoder = StaticDecoder(model, eos_token_ids=[2], inductor=inductor, tuning=tuning, window_bucket=window_bucket,
-                                    pack_projections=pack_projections)
+                                    pack_projections=pack_projections, weight_layout=weight_layout)
             variant_modes = list(modes)
             if args.cache_floor_before and inductor and tuning == args.tunings.split(",")[0] and window_bucket:
                 variant_modes.append(("throughput, cache floor 512 (before)", args.throughput_batch, False))
@@ -397,11 +410,11 @@ def main() -> None:
                         print(f"profile {name} {tuning} b={rows_run} failed: {error!r}", flush=True)
                         continue
                     found.update(model=name, tuning=tuning, attention_window=window_bucket,
-                                 packed_projections=pack_projections)
+                                 packed_projections=pack_projections, weight_layout=weight_layout)
                     report["profiles"].append(found)
                     args.out.write_text(json.dumps(report, indent=2))
                     print(f"profile {name} {tuning} window {window_bucket or 'off'} "
-                          f"{'packed' if pack_projections else 'separate'} b={rows_run} cache {found['cache_len']} (attention reads "
+                          f"{'packed' if pack_projections else 'separate'} {weight_layout} b={rows_run} cache {found['cache_len']} (attention reads "
                           f"{found['attention_slots_read']:.0f} slots): step {found['step_ms']:.3f} ms,"
                           f" kernels {found['kernel_ms']:.3f} ms, gap {found['gap_ms']:.3f} ms; "
                           + ", ".join(f"{kind} {ms:.3f}" for kind, ms in sorted(found["kinds_ms"].items(), key=lambda x: -x[1]))

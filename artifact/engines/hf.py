@@ -141,7 +141,8 @@ class TransformersEngine(Engine):
             self.decoder = StaticDecoder(self.model, eos_token_ids=self._eos_ids(), inductor=inductor,
                                          tuning=self.settings.transformers.tuning,
                                          window_bucket=self._attention_window(),
-                                         pack_projections=self._pack_projections())
+                                         pack_projections=self._pack_projections(),
+                                         weight_layout=self.settings.transformers.weight_layout)
         info = describe_model(self.model, model.name, where, self.device)
         notes = list(info.notes)
         if model.synthetic:
@@ -351,6 +352,7 @@ class TransformersEngine(Engine):
             "static_decode_attention": (f"reads the written cache slots rounded up to {self._attention_window()}"
                                         if self._attention_window() else "reads every slot of the static cache"),
             "static_decode_projections": self._projections_description(),
+            "static_decode_weight_layout": self._layout_description(),
             "peak_memory": "peak_bytes = torch.cuda.max_memory_allocated since load (weights, KV cache, activations)"
                            if self.device.type == "cuda" else
                            "peak_bytes = peak RSS of this process (resource.getrusage ru_maxrss; includes earlier models)",
@@ -380,6 +382,14 @@ class TransformersEngine(Engine):
         counts = {names: groups.count(names) for names in dict.fromkeys(groups)}
         return "packed, one matrix product per group: " + "; ".join(
             f"{count} x ({', '.join(names)})" for names, count in counts.items())
+
+    def _layout_description(self) -> str:
+        decoder = getattr(self, "decoder", None)
+        if decoder is None:
+            return "out-major, as loaded (weight_layout applies to the compiled decode path, compile = true)"
+        if decoder.weight_layout == "in-major":
+            return "in-major: the decoder layers' projection weights stored (inputs, outputs), as transposed views"
+        return "out-major, as loaded"
 
     def _fast_path_description(self) -> dict[str, Any]:
         if not getattr(self.settings.transformers, "compile", False):

@@ -100,7 +100,10 @@ def pack(model: nn.Module) -> list[PackedGroup]:
                 if not _packable(parent, names):
                     continue
                 originals = tuple(getattr(parent, name) for name in names)
-                weight = torch.cat([module.weight for module in originals])
+                if all(module.weight.stride(0) == 1 for module in originals):  # stored in-major (weight_layout.py)
+                    weight = torch.cat([module.weight.t() for module in originals], dim=1).t()  # and kept so
+                else:
+                    weight = torch.cat([module.weight for module in originals])
                 bias = None if originals[0].bias is None else torch.cat([module.bias for module in originals])
                 bounds, start = [], 0
                 for module in originals:
@@ -117,6 +120,11 @@ def pack(model: nn.Module) -> list[PackedGroup]:
     members = [tuple(PackedMember(group, index) for index in range(len(group.names))) for group in groups]
     object.__setattr__(model, _ATTRIBUTE, (groups, members))  # not a submodule or buffer: state_dict() is unchanged
     return groups
+
+
+def packed_groups(model: nn.Module) -> list[PackedGroup]:
+    """The groups `pack` made in this model ([] if it was not packed)."""
+    return getattr(model, _ATTRIBUTE, ([], []))[0]
 
 
 @contextmanager

@@ -31,6 +31,8 @@ own captured graph of the same compiled step (one compile, a few milliseconds of
 Packed projections (`packed_projections.py`, `pack_projections = true`, the default; compiled path only):
 inside the decoder's calls q/k/v and gate/up run as one matrix product each (their weights packed once into one
 tensor, the modules' own weights views of it); the model's own forward, outside the decoder, is unchanged.
+Weight layout (`weight_layout.py`, `weight_layout = "in-major"`; "out-major" by default until timed on a GPU): the
+projection weights stored (inputs, outputs), which changes the cuBLAS kernel that runs each product.
 
 On a CPU (tests, CI) the same step function runs without capture: identical code path, eager kernels.
 Left padding: each row has its own positions (count of its real tokens) and its padded key slots stay masked;
@@ -48,6 +50,7 @@ from typing import Any
 import torch
 
 from artifact.engines.packed_projections import pack, packed
+from artifact.engines.weight_layout import LAYOUTS, layout_of, relayout
 from artifact.engines.windowed_attention import (WINDOW_BUCKET, additive_mask, attention_window, can_window,
                                                  window_for, windowed_attention, windows)
 
@@ -95,7 +98,7 @@ class StaticDecoder:
 
     def __init__(self, model: torch.nn.Module, *, eos_token_ids: list[int], cuda_graph: bool | None = None,
                  inductor: bool = False, tuning: str = "default", window_bucket: int = WINDOW_BUCKET,
-                 pack_projections: bool = False) -> None:
+                 pack_projections: bool = False, weight_layout: str = "out-major") -> None:
         self.model = model
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
@@ -106,6 +109,11 @@ class StaticDecoder:
         self.window_bucket = window_bucket if can_window(model) else 0
         # q/k/v and gate/up as one product each (packed_projections.py); [] keeps the model's separate products
         self.packed_groups = pack(model) if pack_projections else []
+        if weight_layout not in LAYOUTS:
+            raise ValueError(f"weight_layout must be one of {', '.join(LAYOUTS)}, got {weight_layout!r}")
+        if weight_layout == "in-major":  # after packing: the packed tensors are what gets stored in-major
+            relayout(model)
+        self.weight_layout = layout_of(model)
         self.eos = torch.tensor(sorted(set(eos_token_ids)), dtype=torch.long, device=self.device)
         self.slots: dict[tuple[int, int, bool, bool], _Slot] = {}
         self.pool = torch.cuda.graph_pool_handle() if self.cuda_graph else None
