@@ -31,10 +31,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from artifact.architectures import SWALLOW_VOCAB, architecture_dict  # noqa: E402
+from artifact.config import WEIGHT_LAYOUTS  # noqa: E402
 from artifact.measure.roofline import measure_copy_bandwidth  # noqa: E402
 
 SETTINGS = ("default", "no-reduced-precision-reduction", "cublaslt")
-LAYOUTS = ("out-major", "in-major")  # weight stored (outputs, inputs) as nn.Linear does, or (inputs, outputs)
+LAYOUTS = WEIGHT_LAYOUTS  # weight stored (outputs, inputs) as nn.Linear does, or (inputs, outputs)
 
 
 @contextmanager

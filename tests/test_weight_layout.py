@@ -15,7 +15,8 @@ from artifact.config import ConfigError, EngineSettings, ModelSpec, Transformers
 from artifact.engines.hf import TransformersEngine
 from artifact.engines.packed_projections import pack, packed
 from artifact.engines.static_decode import StaticDecoder
-from artifact.engines.weight_layout import PROJECTIONS, is_in_major, layout_of, relayout
+from artifact.engines.packed_projections import packed_groups
+from artifact.engines.weight_layout import PROJECTIONS, is_in_major, layout_counts, layout_of, relayout
 from artifact.models import resolve_model
 
 
@@ -93,6 +94,7 @@ def test_tied_projection_weights_are_left_as_they_are() -> None:
     model = Tied()
     assert relayout(model) == 0
     assert model.down_proj.weight is model.o_proj.weight and model.o_proj.weight.is_contiguous()
+    assert layout_counts(model) == (0, 2) and layout_of(model) == "out-major"
 
 
 def test_the_decoder_applies_the_layout_and_rejects_an_unknown_one() -> None:
@@ -104,9 +106,14 @@ def test_the_decoder_applies_the_layout_and_rejects_an_unknown_one() -> None:
     assert torch.equal(decoder.generate(ids, torch.ones_like(ids), 8), expected)
     reference = torch.randint(3, 512, (6,), generator=torch.Generator().manual_seed(5))
     assert torch.equal(decoder.generate_fixed(ids, torch.ones_like(ids), reference)[0], reference)
+    assert decoder.weight_layout_counts == (14, 14)
+    with pytest.raises(ValueError, match="already stored in-major"):  # a later decoder cannot quietly differ
+        StaticDecoder(model, eos_token_ids=[2], weight_layout="out-major")
     assert StaticDecoder(_model(), eos_token_ids=[2]).weight_layout == "out-major"
+    untouched = _model()
     with pytest.raises(ValueError, match="weight_layout must be one of out-major, in-major"):
-        StaticDecoder(_model(), eos_token_ids=[2], weight_layout="columns")
+        StaticDecoder(untouched, eos_token_ids=[2], pack_projections=True, weight_layout="columns")
+    assert packed_groups(untouched) == []  # rejected before anything was changed
 
 
 @pytest.mark.slow

@@ -387,8 +387,12 @@ class TransformersEngine(Engine):
         decoder = getattr(self, "decoder", None)
         if decoder is None:
             return "out-major, as loaded (weight_layout applies to the compiled decode path, compile = true)"
+        moved, total = decoder.weight_layout_counts
+        if self.settings.transformers.weight_layout == "in-major" and (moved < total or not total):
+            return (f"in-major requested: {moved} of {total} projection weights stored in-major, the rest left as "
+                    "loaded (tied to another parameter, or none found)")
         if decoder.weight_layout == "in-major":
-            return "in-major: the decoder layers' projection weights stored (inputs, outputs), as transposed views"
+            return f"in-major: the decoder layers' {total} projection weights stored (inputs, outputs), as transposed views"
         return "out-major, as loaded"
 
     def _fast_path_description(self) -> dict[str, Any]:

@@ -50,7 +50,7 @@ from typing import Any
 import torch
 
 from artifact.engines.packed_projections import pack, packed
-from artifact.engines.weight_layout import LAYOUTS, layout_of, relayout
+from artifact.engines.weight_layout import LAYOUTS, layout_counts, layout_of, relayout
 from artifact.engines.windowed_attention import (WINDOW_BUCKET, additive_mask, attention_window, can_window,
                                                  window_for, windowed_attention, windows)
 
@@ -99,6 +99,8 @@ class StaticDecoder:
     def __init__(self, model: torch.nn.Module, *, eos_token_ids: list[int], cuda_graph: bool | None = None,
                  inductor: bool = False, tuning: str = "default", window_bucket: int = WINDOW_BUCKET,
                  pack_projections: bool = False, weight_layout: str = "out-major") -> None:
+        # pack_projections defaults to False here (the config's default is True): a decoder built without asking
+        # keeps the model's own separate products, as the eager fixed-text decoder of compile = false must
         self.model = model
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
@@ -107,13 +109,18 @@ class StaticDecoder:
         self.tuning = tuning
         # 0: the model's own attention over the whole cache, exactly the path before issue 14's windows
         self.window_bucket = window_bucket if can_window(model) else 0
-        # q/k/v and gate/up as one product each (packed_projections.py); [] keeps the model's separate products
-        self.packed_groups = pack(model) if pack_projections else []
         if weight_layout not in LAYOUTS:
             raise ValueError(f"weight_layout must be one of {', '.join(LAYOUTS)}, got {weight_layout!r}")
+        if weight_layout == "out-major" and layout_of(model) == "in-major":
+            raise ValueError("weight_layout 'out-major' asked for a model whose projection weights are already stored "
+                             "in-major (an earlier decoder relaid them); load the model again for out-major")
+        # q/k/v and gate/up as one product each (packed_projections.py); [] keeps the model's separate products.
+        # Packing and relayout replace the weights' storage: a decoder built earlier on this model must not be replayed.
+        self.packed_groups = pack(model) if pack_projections else []
         if weight_layout == "in-major":  # after packing: the packed tensors are what gets stored in-major
             relayout(model)
         self.weight_layout = layout_of(model)
+        self.weight_layout_counts = layout_counts(model)
         self.eos = torch.tensor(sorted(set(eos_token_ids)), dtype=torch.long, device=self.device)
         self.slots: dict[tuple[int, int, bool, bool], _Slot] = {}
         self.pool = torch.cuda.graph_pool_handle() if self.cuda_graph else None
