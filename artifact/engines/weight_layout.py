@@ -42,7 +42,8 @@ def is_in_major(weight: torch.Tensor) -> bool:
 
 
 def relayout(model: nn.Module) -> int:
-    """Store the decoder layers' projection weights in-major (idempotent). Returns how many weights were moved."""
+    """Store the decoder layers' projection weights in-major (idempotent). Returns how many tensors were moved (a
+    packed group counts once)."""
     groups = packed_groups(model)
     grouped = {id(module) for group in groups for module in group.originals}
     shared = _shared_storage(model)
