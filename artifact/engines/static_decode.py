@@ -119,13 +119,17 @@ class StaticDecoder:
         self.packed_groups = pack(model) if pack_projections else []
         if weight_layout == "in-major":  # after packing: the packed tensors are what gets stored in-major
             relayout(model)
-        self.weight_layout = layout_of(model)
-        self.weight_layout_counts = layout_counts(model)
+        self.weight_layout_counts = layout_counts(model)  # (stored in-major, projection weights)
         self.eos = torch.tensor(sorted(set(eos_token_ids)), dtype=torch.long, device=self.device)
         self.slots: dict[tuple[int, int, bool, bool], _Slot] = {}
         self.pool = torch.cuda.graph_pool_handle() if self.cuda_graph else None
         self.events: list[dict[str, Any]] = []  # capture/compile costs, for the cost log
         self._forward = self._compiled_forward() if inductor else self._eager_forward
+
+    @property
+    def weight_layout(self) -> str:
+        """"in-major" once relayout has stored the projection weights so (see weight_layout_counts for any left)."""
+        return "in-major" if self.weight_layout_counts[0] else "out-major"
 
     # -- the step -------------------------------------------------------------------------------------------
     def _eager_forward(self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor, cache: Any) -> torch.Tensor:
