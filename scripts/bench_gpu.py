@@ -6,7 +6,7 @@ against eager `generate()` (float32, small synthetic model, batch 1 and a left-p
 wall time of a full `artifact run` with its verdicts and cost log. Writes everything as JSON to --out.
 
     PYTHONPATH=. python3 scripts/bench_gpu.py --tokenizer .device-data/data/tokenizers/llama-2/tokenizer.model \
-        --out $OUT/bench.json [--full-run CONFIG.toml --data-mirror .device-data/data]
+        --out $OUT/bench.json [--full-run CONFIG.toml [--full-run-set SECTION.KEY=VALUE] --data-mirror .device-data/data]
 """
 
 from __future__ import annotations
@@ -254,18 +254,23 @@ def profile_step(decoder: StaticDecoder, batch: int, prompt_tokens: int, new_tok
             "kernel_ms": busy, "gap_ms": step_ms - busy, "kinds_ms": kinds, "top_kernels": top, **bandwidth}
 
 
-def full_run(config: Path, mirror: Path | None, out: Path) -> dict[str, Any]:
-    command = [sys.executable, "-m", "artifact.cli", "run", str(config), "--output", "/tmp/bench-runs"]
+def full_run(config: Path, mirror: Path | None, out: Path, overrides: list[str] | None = None,
+             runs: Path = Path("/tmp/bench-runs")) -> dict[str, Any]:
+    """`artifact run CONFIG` in a child process, timed whole; `overrides` (SECTION.KEY=VALUE) go to its --set, so a
+    variant of a shipped config (weight_layout = "in-major", say) runs without a config file of its own."""
+    command = [sys.executable, "-m", "artifact.cli", "run", str(config), "--output", str(runs)]
     if mirror is not None:
         command += ["--data-mirror", str(mirror)]
+    for override in overrides or []:
+        command += ["--set", override]
     began = time.perf_counter()
     process = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
     wall = time.perf_counter() - began
     (out.parent / "full_run.log").write_text(process.stdout + "\n--- stderr ---\n" + process.stderr[-200_000:])
     result: dict[str, Any] = {"command": " ".join(command), "wall_s": wall, "returncode": process.returncode}
-    runs = sorted(Path("/tmp/bench-runs").glob("*"), key=lambda path: path.stat().st_mtime)
-    if runs:
-        run = runs[-1]
+    made = sorted(runs.glob("*"), key=lambda path: path.stat().st_mtime)
+    if made:
+        run = made[-1]
         for name in ("report.md", "results.json"):
             if (run / name).is_file():
                 (out.parent / f"full_run_{name}").write_bytes((run / name).read_bytes())
@@ -324,6 +329,9 @@ def main() -> None:
                         help="also time the first tuning packed with the projection weights stored in-major "
                              "(weight_layout = \"in-major\"), last, and check its greedy tokens")
     parser.add_argument("--full-run", type=Path, default=None, help="a config to run end to end with `artifact run`")
+    parser.add_argument("--full-run-set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override a field of the --full-run config (repeatable), e.g. "
+                             "engine.transformers.weight_layout=in-major")
     parser.add_argument("--data-mirror", type=Path, default=None)
     parser.add_argument("--skip-models", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("bench.json"))
@@ -439,7 +447,7 @@ def main() -> None:
         torch.cuda.empty_cache()
     args.out.write_text(json.dumps(report, indent=2))
     if args.full_run is not None:
-        report["full_run"] = full_run(args.full_run, args.data_mirror, args.out)
+        report["full_run"] = full_run(args.full_run, args.data_mirror, args.out, args.full_run_set)
         args.out.write_text(json.dumps(report, indent=2))
         summary = {key: value for key, value in report["full_run"].items() if key != "verdicts"}
         print("full run:", json.dumps(summary, indent=1))

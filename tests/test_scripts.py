@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import socket
@@ -21,16 +22,16 @@ SWALLOW_REV = "0123456789abcdef0123456789abcdef01234567"
 NVE_REV = "89abcdef0123456789abcdef0123456789abcdef"
 
 
-def _load_prefetch():
-    spec = importlib.util.spec_from_file_location("prefetch_models", SCRIPTS / "prefetch_models.py")
+def _load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     assert spec.loader is not None
-    sys.modules["prefetch_models"] = module  # dataclasses look their module up while the class is built
+    sys.modules[name] = module  # dataclasses look their module up while the class is built
     spec.loader.exec_module(module)
     return module
 
 
-prefetch = _load_prefetch()
+prefetch = _load_script("prefetch_models")
 
 
 def run(args: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -449,10 +450,7 @@ def test_bench_profile_groups_kernels_seen_on_the_h100() -> None:
     """The bench's step profile groups kernels by name; these names come from the H100 profile
     (docs/performance.md). Inductor's fused kernels carry the ops they absorbed in their names, so its prefixes
     decide first: the cache write named after SDPA is pointwise work, cuBLAS's split-K reduce belongs to the GEMV."""
-    spec = importlib.util.spec_from_file_location("bench_gpu", SCRIPTS / "bench_gpu.py")
-    bench = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(bench)
+    bench = _load_script("bench_gpu")
     seen = {
         "nvjet_sm90_tst_64x8_64x16_2x1_v_bz_splitK_TNT": "matmul (weights)",
         "void cublasLt::splitKreduce_kernel<32, 16, int, float, __nv_bfloat16, float, __nv_bfloat16": "matmul (weights)",
@@ -466,3 +464,31 @@ def test_bench_profile_groups_kernels_seen_on_the_h100() -> None:
     config = type("Config", (), {"hidden_size": 4096, "num_attention_heads": 32, "num_key_value_heads": 32,
                                  "num_hidden_layers": 32})()
     assert bench.kv_bytes_per_token(config) == 2 * 32 * 4096 * 2  # keys and values, 32 layers, bf16: 0.5 MiB
+
+
+def test_bench_full_run_times_artifact_run_with_the_overrides_given(tmp_path: Path, mirror: Path) -> None:
+    """`bench_gpu.py --full-run CONFIG --full-run-set KEY=VALUE`: the real `artifact run` in a child process, on the
+    tiny pair (CPU), with the override applied to the run, and the run's results copied beside the bench's JSON."""
+    from conftest import write_tiny_config
+
+    bench = _load_script("bench_gpu")
+    config = write_tiny_config(tmp_path / "bench-full.toml", "bench-full", """
+[[models]]
+name = "tiny-expanded"
+role = "candidate"
+builtin = "tiny-expanded"
+[[models]]
+name = "tiny-baseline"
+role = "baseline"
+builtin = "tiny-baseline"
+""")
+    out = tmp_path / "out" / "bench.json"
+    out.parent.mkdir()
+    result = bench.full_run(config, mirror, out, ["generation.max_new_tokens=5"], runs=tmp_path / "runs")
+    assert result["returncode"] == 0, (out.parent / "full_run.log").read_text()[-3000:]
+    assert "--set generation.max_new_tokens=5" in result["command"] and result["wall_s"] > 0
+    trials = [json.loads(line) for line in (out.parent / "full_run_trials.jsonl").read_text().splitlines() if line]
+    timed = [trial for trial in trials if "expected_output_tokens" in trial]
+    assert timed and {trial["expected_output_tokens"] for trial in timed} == {5}  # the config says 8
+    assert result["verdicts"] and result["cost"] and (out.parent / "full_run_report.md").is_file()
+    assert result["run_directory"].startswith(str(tmp_path / "runs"))
