@@ -5,8 +5,8 @@ roofline and the percentage; eager `generate()` for comparison; a greedy-token e
 against eager `generate()` (float32, small synthetic model, batch 1 and a left-padded batch); optionally the
 wall time of a full `artifact run` with its verdicts and cost log. Writes everything as JSON to --out.
 
-    PYTHONPATH=. python3 scripts/bench_gpu.py --tokenizer .device-data/data/tokenizers/llama-2/tokenizer.model \
-        --out $OUT/bench.json [--full-run CONFIG.toml [--full-run-set SECTION.KEY=VALUE] --data-mirror .device-data/data]
+    PYTHONPATH=. python3 scripts/bench_gpu.py --out $OUT/bench.json \
+        [--full-run CONFIG.toml [--full-run-set SECTION.KEY=VALUE] --data-mirror DIR]
 """
 
 from __future__ import annotations
