@@ -52,6 +52,19 @@ def mirror(isolated_cache: Path) -> Path:
     return cache_root()
 
 
+# The embedded tiny pair as a config's [[models]] tables: the candidate with the expanded vocabulary, its baseline
+TINY_MODELS = """
+[[models]]
+name = "tiny-expanded"
+role = "candidate"
+builtin = "tiny-expanded"
+[[models]]
+name = "tiny-baseline"
+role = "baseline"
+builtin = "tiny-baseline"
+"""
+
+
 def write_tiny_config(path: Path, name: str, models: str) -> Path:
     """A small CPU experiment on the prompts corpus: only the [[models]] tables differ between tests."""
     path.write_text(f"""

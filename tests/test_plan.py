@@ -11,18 +11,11 @@ from artifact.config import load_config, parse_overrides
 from artifact.corpora import Prompt
 from artifact.errors import ConfigError
 from artifact.plan import build_plan, count_loads, planned_generations, williams_orders
+from conftest import TINY_MODELS
 
 PROMPTS = [Prompt(id=f"p{index}", text=f"質問{index}") for index in range(6)]
 DOCUMENTS = [Prompt(id=f"d{index}", text="前文", continuation=f"本文{index}です。") for index in range(6)]
-THREE_MODELS = """
-[[models]]
-name = "tiny-expanded"
-role = "candidate"
-builtin = "tiny-expanded"
-[[models]]
-name = "tiny-baseline"
-role = "baseline"
-builtin = "tiny-baseline"
+THREE_MODELS = TINY_MODELS + """
 [[models]]
 name = "tiny-baseline-twin"
 role = "control"

@@ -18,19 +18,9 @@ from typer.testing import CliRunner
 
 from artifact.cli import app
 from artifact.store import RunDirectory
-from conftest import REPO, write_tiny_config
+from conftest import REPO, TINY_MODELS, write_tiny_config
 
 runner = CliRunner()
-TINY_MODELS = """
-[[models]]
-name = "tiny-expanded"
-role = "candidate"
-builtin = "tiny-expanded"
-[[models]]
-name = "tiny-baseline"
-role = "baseline"
-builtin = "tiny-baseline"
-"""
 
 
 def tiny_config(tmp_path: Path, name: str = "tiny-safety", models: str = TINY_MODELS) -> Path:

@@ -469,19 +469,10 @@ def test_bench_profile_groups_kernels_seen_on_the_h100() -> None:
 def test_bench_full_run_times_artifact_run_with_the_overrides_given(tmp_path: Path, mirror: Path) -> None:
     """`bench_gpu.py --full-run CONFIG --full-run-set KEY=VALUE`: the real `artifact run` in a child process, on the
     tiny pair (CPU), with the override applied to the run, and the run's results copied beside the bench's JSON."""
-    from conftest import write_tiny_config
+    from conftest import TINY_MODELS, write_tiny_config
 
     bench = _load_script("bench_gpu")
-    config = write_tiny_config(tmp_path / "bench-full.toml", "bench-full", """
-[[models]]
-name = "tiny-expanded"
-role = "candidate"
-builtin = "tiny-expanded"
-[[models]]
-name = "tiny-baseline"
-role = "baseline"
-builtin = "tiny-baseline"
-""")
+    config = write_tiny_config(tmp_path / "bench-full.toml", "bench-full", TINY_MODELS)
     out = tmp_path / "out" / "bench.json"
     out.parent.mkdir()
     result = bench.full_run(config, mirror, out, ["generation.max_new_tokens=5"], runs=tmp_path / "runs")
