@@ -264,7 +264,9 @@ def full_run(config: Path, mirror: Path | None, out: Path, overrides: list[str] 
     for override in overrides or []:
         command += ["--set", override]
     began = time.perf_counter()
-    process = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    # The repository first, then what the caller had (packages installed with --target live there)
+    python_path = os.pathsep.join(part for part in (str(REPO), os.environ.get("PYTHONPATH", "")) if part)
+    process = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": python_path})
     wall = time.perf_counter() - began
     (out.parent / "full_run.log").write_text(process.stdout + "\n--- stderr ---\n" + process.stderr[-200_000:])
     result: dict[str, Any] = {"command": " ".join(command), "wall_s": wall, "returncode": process.returncode}
@@ -319,6 +321,8 @@ def main() -> None:
                         help="also time the first tuning's throughput batch with the old 512-slot cache floor (before/after)")
     parser.add_argument("--no-plain-graph", action="store_true",
                         help="skip the captured step of eager (uncompiled) kernels; time only the --inductor variants")
+    parser.add_argument("--no-separate", action="store_true",
+                        help="skip the inductor variants with separate projections; time only --packed / --in-major")
     parser.add_argument("--window-before", action="store_true",
                         help="also time the first tuning on the earlier path: attention over the whole static cache, "
                              "separate projections")
@@ -366,7 +370,7 @@ def main() -> None:
         tunings = [tuning for tuning in args.tunings.split(",") if tuning] if name in args.inductor.split(",") else []
         # (label, inductor, tuning, attention window step, packed projections, weight layout)
         variants = [] if args.no_plain_graph else [("graph", False, "default", WINDOW_BUCKET, False, "out-major")]
-        for tuning in tunings:
+        for tuning in [] if args.no_separate else tunings:
             variants.append((f"graph+inductor[{tuning}]", True, tuning, WINDOW_BUCKET, False, "out-major"))
             if args.window_before and tuning == tunings[0]:  # the earlier path: the model's own whole-cache attention
                 variants.append((f"graph+inductor[{tuning}] whole-cache attention", True, tuning, 0, False, "out-major"))
