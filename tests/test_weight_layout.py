@@ -138,9 +138,9 @@ def test_weight_layout_is_a_config_setting_recorded_by_the_engine(tmp_path: Path
     source = Path("artifact/configs/smoke.toml").read_text()
     config = tmp_path / "c.toml"
     config.write_text(source)
+    assert load_config(config).engine.transformers.weight_layout == "in-major"  # the default
+    config.write_text(source + "\n[engine.transformers]\nweight_layout = \"out-major\"\n")
     assert load_config(config).engine.transformers.weight_layout == "out-major"
-    config.write_text(source + "\n[engine.transformers]\nweight_layout = \"in-major\"\n")
-    assert load_config(config).engine.transformers.weight_layout == "in-major"
     config.write_text(source + "\n[engine.transformers]\nweight_layout = \"columns\"\n")
     with pytest.raises(ConfigError, match="weight_layout"):
         load_config(config)

@@ -31,8 +31,9 @@ own captured graph of the same compiled step (one compile, a few milliseconds of
 Packed projections (`packed_projections.py`, `pack_projections = true`, the default; compiled path only):
 inside the decoder's calls q/k/v and gate/up run as one matrix product each (their weights packed once into one
 tensor, the modules' own weights views of it); the model's own forward, outside the decoder, is unchanged.
-Weight layout (`weight_layout.py`, `weight_layout = "in-major"`; "out-major" by default until timed on a GPU): the
-projection weights stored (inputs, outputs), which changes the cuBLAS kernel that runs each product.
+Weight layout (`weight_layout.py`; the engine's default `weight_layout = "in-major"`, this class's "out-major", the
+weights as loaded): the projection weights stored (inputs, outputs), which changes the cuBLAS kernel that runs each
+product.
 
 On a CPU (tests, CI) the same step function runs without capture: identical code path, eager kernels.
 Left padding: each row has its own positions (count of its real tokens) and its padded key slots stay masked;

@@ -5,8 +5,10 @@ transposed view ("in-major").
 Why: the layout decides which cuBLAS kernel runs a product. On an H100 at batch 1 (`scripts/bench_gemv.py
 --layouts`, call 11 in docs/performance.md, one run) the 4096x4096 products moved 80% of copy bandwidth in-major
 against 67-71% out-major (out-major takes a split-K kernel plus a separate reduction kernel), and gate/up packed
-94.6% against 84.9%: the weight products of a packed step 4.83 ms against 5.19 ms. The whole decode step has not
-been timed in-major on a GPU yet, so `[engine.transformers] weight_layout` stays "out-major" by default.
+94.6% against 84.9%: the weight products of a packed step 4.83 ms against 5.19 ms. The whole packed decode step
+(Llama-2-7b shape, batch 1, same H100, same process) went from 175.4 to 186.7 tokens/s (77.3% to 82.3% of the
+roofline) with greedy tokens equal to eager `generate()` (docs/performance.md, issue 14 seventh session), so
+`[engine.transformers] weight_layout` is "in-major" by default.
 
 How: `relayout(model)` stores every projection weight of the decoder layers (q/k/v/o, gate/up/down) transposed, once
 (one matrix at a time, so the extra memory is one matrix), and points each module at a transposed view of it: the
