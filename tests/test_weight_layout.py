@@ -109,7 +109,9 @@ def test_the_decoder_applies_the_layout_and_rejects_an_unknown_one() -> None:
     assert decoder.weight_layout_counts == (14, 14)
     with pytest.raises(ValueError, match="already stored in-major"):  # a later decoder cannot quietly differ
         StaticDecoder(model, eos_token_ids=[2], weight_layout="out-major")
-    assert StaticDecoder(_model(), eos_token_ids=[2]).weight_layout == "out-major"
+    later = StaticDecoder(model, eos_token_ids=[2])  # asked for no layout: keeps the model's, in-major here
+    assert later.weight_layout == "in-major" and torch.equal(later.generate(ids, torch.ones_like(ids), 8), expected)
+    assert StaticDecoder(_model(), eos_token_ids=[2]).weight_layout == "out-major"  # as loaded
     untouched = _model()
     with pytest.raises(ValueError, match="weight_layout must be one of out-major, in-major"):
         StaticDecoder(untouched, eos_token_ids=[2], pack_projections=True, weight_layout="columns")

@@ -31,9 +31,9 @@ own captured graph of the same compiled step (one compile, a few milliseconds of
 Packed projections (`packed_projections.py`, `pack_projections = true`, the default; compiled path only):
 inside the decoder's calls q/k/v and gate/up run as one matrix product each (their weights packed once into one
 tensor, the modules' own weights views of it); the model's own forward, outside the decoder, is unchanged.
-Weight layout (`weight_layout.py`; the engine's default `weight_layout = "in-major"`, this class's "out-major", the
-weights as loaded): the projection weights stored (inputs, outputs), which changes the cuBLAS kernel that runs each
-product.
+Weight layout (`weight_layout.py`; the engine's default `weight_layout = "in-major"`; this class, asked for none,
+keeps the weights as the model stores them): the projection weights stored (inputs, outputs), which changes the
+cuBLAS kernel that runs each product.
 
 On a CPU (tests, CI) the same step function runs without capture: identical code path, eager kernels.
 Left padding: each row has its own positions (count of its real tokens) and its padded key slots stay masked;
@@ -99,9 +99,11 @@ class StaticDecoder:
 
     def __init__(self, model: torch.nn.Module, *, eos_token_ids: list[int], cuda_graph: bool | None = None,
                  inductor: bool = False, tuning: str = "default", window_bucket: int = WINDOW_BUCKET,
-                 pack_projections: bool = False, weight_layout: str = "out-major") -> None:
+                 pack_projections: bool = False, weight_layout: str | None = None) -> None:
         # pack_projections defaults to False here (the config's default is True): a decoder built without asking
-        # keeps the model's own separate products, as the eager fixed-text decoder of compile = false must
+        # keeps the model's own separate products, as the eager fixed-text decoder of compile = false must.
+        # weight_layout None keeps the weights as the model stores them now (as loaded, or as an earlier decoder of
+        # this model relaid them); a layout named is applied, and "out-major" on a relaid model is refused
         self.model = model
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
@@ -110,7 +112,7 @@ class StaticDecoder:
         self.tuning = tuning
         # 0: the model's own attention over the whole cache, exactly the path before issue 14's windows
         self.window_bucket = window_bucket if can_window(model) else 0
-        if weight_layout not in LAYOUTS:
+        if weight_layout is not None and weight_layout not in LAYOUTS:
             raise ValueError(f"weight_layout must be one of {', '.join(LAYOUTS)}, got {weight_layout!r}")
         if weight_layout == "out-major" and layout_of(model) == "in-major":
             raise ValueError("weight_layout 'out-major' asked for a model whose projection weights are already stored "
