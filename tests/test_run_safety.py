@@ -160,16 +160,9 @@ def test_resume_names_the_changed_input_or_field(tmp_path: Path, tiny_pair) -> N
     shutil.copyfile(REPO / "dataset" / "prompts_swallow_bench.jsonl", prompts)
     model = tmp_path / "baseline-model"
     shutil.copytree(tiny_pair.folder("tiny-baseline"), model)
-    config = write_tiny_config(tmp_path / "edited.toml", "edited", f"""
-[[models]]
-name = "tiny-expanded"
-role = "candidate"
-builtin = "tiny-expanded"
-[[models]]
-name = "tiny-baseline"
-role = "baseline"
-path = "{model}"
-""").read_text().replace("[generation]", f'[generation]\nprompts = "{prompts}"')
+    models = TINY_MODELS.replace('builtin = "tiny-baseline"', f'path = "{model}"')  # the baseline from a folder
+    assert f'path = "{model}"' in models
+    config = write_tiny_config(tmp_path / "edited.toml", "edited", models).read_text().replace("[generation]", f'[generation]\nprompts = "{prompts}"')
     (tmp_path / "edited.toml").write_text(config)
     assert runner.invoke(app, ["run", str(tmp_path / "edited.toml"), "--output", str(tmp_path / "runs")]).exit_code == 0
     run_dir = only_run(tmp_path / "runs")
